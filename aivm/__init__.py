@@ -1,0 +1,3 @@
+"""aivm: local libvirt sandbox VMs for coding agents, built from a content-addressed graph."""
+
+__version__ = "0.5.0.dev0"

@@ -1,0 +1,3 @@
+from aivm.cli.main import main
+
+main()

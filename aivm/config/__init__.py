@@ -1,0 +1,1 @@
+"""Declared state: the TOML config store, its schema, and config -> graph."""

@@ -1,0 +1,159 @@
+"""The config schema as typed, frozen data.
+
+The TOML file (see aivm/config/load.py) is parsed into these classes; every
+field has a default, so an empty file is a valid config. Field names are the
+TOML key names. `[defaults]` holds VM fields that every `[[vms]]` entry
+inherits unless it sets them itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+# The seed's upstream pin of Ubuntu 24.04 (see shared/DESIGN.md).
+NOBLE_URL = ("https://cloud-images.ubuntu.com/releases/noble/release-20260225/"
+             "ubuntu-24.04-server-cloudimg-amd64.img")
+NOBLE_SHA256 = "7aa6d9f5e8a3a55c7445b138d31a73d1187871211b2b7da9da2e1a6cbf169b21"
+
+
+class Accel(StrEnum):
+    AUTO = "auto"
+    KVM = "kvm"
+    QEMU = "qemu"
+
+
+class ImageSource(StrEnum):
+    FETCH = "fetch"
+    DEBOOTSTRAP = "debootstrap"
+
+
+class AttachMode(StrEnum):
+    SHARED_ROOT = "shared-root"
+    SHARED = "shared"
+    GIT = "git"
+
+
+class Access(StrEnum):
+    RW = "rw"
+    RO = "ro"
+
+
+DEBOOTSTRAP_PACKAGES = (
+    "linux-image-cloud-amd64", "dbus", "initramfs-tools", "systemd-sysv", "udev", "kmod",
+    "cloud-init", "openssh-server", "iproute2", "sudo", "git", "ifupdown",
+    "isc-dhcp-client", "netbase", "procps",
+)
+
+
+@dataclass(frozen=True)
+class Behavior:
+    yes_sudo: bool = False
+    auto_approve_readonly_sudo: bool = True
+    verbosity: int = 0
+
+
+@dataclass(frozen=True)
+class Firewall:
+    enabled: bool = True
+    allow_tcp_ports: tuple[int, ...] = ()
+    allow_udp_ports: tuple[int, ...] = ()
+    extra_blocked: tuple[str, ...] = ()   # extra CIDRs to drop in forward
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str = "aivm"
+    bridge: str = "virbr-aivm"
+    subnet: str = "10.77.0.0/24"
+    gateway: str = "10.77.0.1"
+    dhcp_start: str = "10.77.0.100"
+    dhcp_end: str = "10.77.0.254"
+    firewall: Firewall = field(default_factory=Firewall)
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str = "ubuntu-noble"
+    source: ImageSource = ImageSource.FETCH
+    # fetch
+    url: str = NOBLE_URL
+    sha256: str = NOBLE_SHA256
+    # debootstrap
+    suite: str = "bookworm"
+    mirror: str = "http://deb.debian.org/debian"
+    packages: tuple[str, ...] = DEBOOTSTRAP_PACKAGES
+    image_size_gib: int = 3
+
+
+@dataclass(frozen=True)
+class Vm:
+    name: str = "aivm-2404"
+    user: str = "agent"
+    cpus: int = 2
+    memory_mib: int = 4096
+    disk_gib: int = 32
+    image: str = "ubuntu-noble"
+    ssh_pubkey: str = "~/.ssh/id_ed25519.pub"
+    ssh_privkey: str = "~/.ssh/id_ed25519"
+    timezone: str = "UTC"
+    host_uid_match: bool = True     # guest user gets the host user's uid/gid
+    uid: int | None = None          # resolved host uid when host_uid_match (filled by resolve)
+    gid: int | None = None
+    password_login: bool = False
+    accel: Accel = Accel.AUTO
+    network: str = "aivm"
+    packages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attachment:
+    host_path: str
+    vm: str
+    mode: AttachMode = AttachMode.SHARED_ROOT
+    access: Access = Access.RW
+    guest_dst: str = ""             # empty: the mode's default destination
+
+
+@dataclass(frozen=True)
+class Sync:
+    enabled: bool = False
+    overwrite: bool = True
+    paths: tuple[str, ...] = (
+        "~/.gitconfig", "~/.gitignore", "~/.config/Code/User/settings.json",
+        "~/.config/Code/User/keybindings.json", "~/.tmux.conf", "~/.bashrc",
+    )
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    root: str = ""                  # empty: AIVM_STORE, else the default (aivm/paths.py)
+
+
+@dataclass(frozen=True)
+class Config:
+    schema_version: int = SCHEMA_VERSION
+    behavior: Behavior = field(default_factory=Behavior)
+    defaults: Vm = field(default_factory=Vm)
+    vms: tuple[Vm, ...] = ()
+    networks: tuple[Network, ...] = ()
+    images: tuple[Image, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+    sync: Sync = field(default_factory=Sync)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    active_vm: str = ""
+    path: Path | None = None        # where it was loaded from; not a TOML key
+
+    def vm(self, name: str) -> Vm | None:
+        return next((v for v in self.vms if v.name == name), None)
+
+    def network(self, name: str) -> Network | None:
+        found = next((n for n in self.networks if n.name == name), None)
+        return found or (Network() if name == Network().name else None)
+
+    def image(self, name: str) -> Image | None:
+        found = next((i for i in self.images if i.name == name), None)
+        return found or (Image() if name == Image().name else None)
