@@ -1,0 +1,1 @@
+"""The click front end: parse options, call one core function, render the result."""

@@ -1,0 +1,96 @@
+"""The `App` object every command receives in `ctx.obj` (hatch's pattern).
+
+It holds the global options and builds the core objects lazily, so a command
+pays only for what it uses. Tests inject a graph factory and a registry.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aivm import paths
+
+if TYPE_CHECKING:
+    from aivm.config.schema import Config
+    from aivm.graph.graph import Graph
+    from aivm.graph.node import Registry
+    from aivm.graph.statcache import StatCache
+    from aivm.graph.store import Store
+
+
+def _default_registry() -> Registry:
+    from aivm.recipes import REGISTRY
+
+    return REGISTRY
+
+
+def _default_graph(app: App, vms: tuple[str, ...]) -> Graph:
+    from aivm import model
+
+    return model.declared_graph(app, vms)
+
+
+@dataclass
+class App:
+    config_override: str | None = None
+    store_override: str | None = None
+    connect: str = ""
+    debug: bool = False
+    verbose: int = 0
+    yes: bool = False
+    registry_factory: Callable[[], Registry] = _default_registry
+    graph_factory: Callable[[App, tuple[str, ...]], Graph] = _default_graph
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config_path(self) -> Path:
+        return paths.config_path(self.config_override)
+
+    @property
+    def connect_uri(self) -> str:
+        return self.connect or os.environ.get("AIVM_CONNECT") or "qemu:///system"
+
+    def config(self, *, implicit: bool = False) -> Config:
+        """The loaded config; with `implicit`, create a default one when there is none."""
+        if "config" not in self._cache:
+            from aivm import model
+
+            self._cache["config"] = model.load_config(self.config_path, implicit=implicit)
+        cfg: Config = self._cache["config"]
+        return cfg
+
+    def forget_config(self) -> None:
+        self._cache.pop("config", None)
+
+    def store(self) -> Store:
+        if "store" not in self._cache:
+            from aivm.graph.store import Store
+
+            configured = ""
+            if self.store_override is None and not os.environ.get("AIVM_STORE"):
+                configured = self._configured_store_root()
+            self._cache["store"] = Store(paths.store_root(self.store_override, configured))
+        store: Store = self._cache["store"]
+        return store
+
+    def _configured_store_root(self) -> str:
+        try:
+            return self.config().store.root
+        except Exception:  # no config yet: the default root applies
+            return ""
+
+    def statcache(self) -> StatCache:
+        from aivm.graph.statcache import StatCache
+
+        store = self.store()
+        return StatCache(store.root / "cache" / "stat.json" if store.root.exists() else None)
+
+    def registry(self) -> Registry:
+        return self.registry_factory()
+
+    def graph(self, vms: tuple[str, ...] = ()) -> Graph:
+        return self.graph_factory(self, vms)

@@ -1,0 +1,62 @@
+"""`aivm gc`: remove store entries no root reaches."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from aivm.cli.app import App
+
+
+@click.command()
+@click.option("--dry-run", is_flag=True, help="Show what would be removed; remove nothing.")
+@click.option("--print-live", is_flag=True, help="List the entries kept.")
+@click.option("--print-dead", is_flag=True, help="List the entries to remove.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask before removing.")
+@click.pass_obj
+def gc(app: App, dry_run: bool, print_live: bool, print_dead: bool, as_json: bool,
+       yes: bool) -> None:
+    """Remove store entries that no gc root (a defined VM, an explicit root) reaches."""
+    from aivm.graph import gc as collector
+
+    store = app.store()
+    preview = collector.collect(store, dry_run=True)
+    if as_json:
+        click.echo(json.dumps(_json(preview, dry_run), indent=2))
+    else:
+        _describe(preview, print_live=print_live, print_dead=print_dead or dry_run)
+    if dry_run or not preview.dead:
+        return
+    if not (yes or app.yes) and not click.confirm(f"remove {len(preview.dead)} entries?",
+                                                  default=False):
+        raise click.Abort()
+    done = collector.collect(store, dry_run=False)
+    if not as_json:
+        click.echo(f"removed {len(done.dead)} entries, freed {_size(done.dead_bytes)}")
+
+
+def _describe(result, *, print_live: bool, print_dead: bool) -> None:  # type: ignore[no-untyped-def]
+    if print_live:
+        for path in result.live:
+            click.echo(f"live {path}")
+    if print_dead:
+        for path in result.dead:
+            click.echo(f"dead {path}")
+    click.echo(f"{len(result.live)} live, {len(result.dead)} dead "
+               f"({_size(result.dead_bytes)} to free)")
+
+
+def _json(result, dry_run: bool) -> dict:  # type: ignore[no-untyped-def, type-arg]
+    return {"live": [str(p) for p in result.live], "dead": [str(p) for p in result.dead],
+            "dead_bytes": result.dead_bytes, "dry_run": dry_run,
+            "dangling_roots": list(result.dangling_roots)}
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"

@@ -1,0 +1,77 @@
+"""Build progress on the terminal: one line per node, a bar for byte-counting work.
+
+rich is imported only when something is really built, so a no-op build does
+not pay for it.
+"""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import Any
+
+
+class BuildProgress:
+    def __init__(self, *, enabled: bool) -> None:
+        self.enabled = enabled
+        self._progress: Any = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> BuildProgress:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def _ui(self) -> Any:
+        if self._progress is None:
+            from rich.console import Console
+            from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
+                                       TimeElapsedColumn, TimeRemainingColumn,
+                                       TransferSpeedColumn)
+
+            self._progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                TransferSpeedColumn(), TimeRemainingColumn(), TimeElapsedColumn(),
+                console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+            self._progress.start()
+        return self._progress
+
+    def _print(self, text: str) -> None:
+        ui = self._ui()
+        if ui.disable:
+            print(text, file=sys.stderr, flush=True)
+        else:
+            ui.console.print(text, highlight=False, markup=False)
+
+    def event(self, what: str, name: str, **info: Any) -> None:
+        if not self.enabled:
+            return
+        if what == "start":
+            self._print(f"building {name}: {'; '.join(info.get('reasons', ()))}")
+        elif what == "progress":
+            self._advance(name, int(info["done"]), int(info["total"] or 0))
+        elif what == "done":
+            self._finish(name)
+            self._print(f"built {name} in {info['seconds']:.1f} s")
+        elif what == "reused":
+            self._finish(name)
+            self._print(f"reused {name} (built meanwhile by another aivm)")
+        elif what == "failed":
+            self._finish(name)
+            self._print(f"FAILED {name}: {info['error']}")
+        elif what == "skipped":
+            self._print(f"skipped {name} (needs {info['because']})")
+
+    def _advance(self, name: str, done: int, total: int) -> None:
+        ui = self._ui()
+        if name not in self._tasks:
+            self._tasks[name] = ui.add_task(name, total=total or None)
+        ui.update(self._tasks[name], completed=done, total=total or None)
+
+    def _finish(self, name: str) -> None:
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            self._ui().remove_task(task)
