@@ -1,0 +1,40 @@
+# aivm: `make demo` and `make test` work on a fresh Debian 12 / Ubuntu machine as root.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install deps test unit lint bench demo clean
+
+install: $(STAMP)
+
+deps:
+	bash scripts/deps.sh
+
+$(STAMP): pyproject.toml scripts/deps.sh
+	bash scripts/deps.sh
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+# Every test, the real-stack ones included (they need root: libvirtd, QEMU, netns).
+test: install
+	$(PY) -m pytest -q -p no:cacheprovider
+
+# Fast tests only: no daemon, no guest.
+unit: install
+	$(PY) -m pytest -q -m "not realstack and not slow"
+
+lint: install
+	$(VENV)/bin/ruff check aivm tests
+	$(VENV)/bin/mypy --strict aivm/graph
+
+bench: install
+	$(PY) -m bench
+
+demo: install
+	$(PY) -m demo
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
