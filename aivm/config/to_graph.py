@@ -1,0 +1,138 @@
+"""Config -> graph: the nodes that make one VM, from its resolved config.
+
+    image.<image>        fetch (fixed-output, keyed by its sha256) or debootstrap
+    <vm>.overlay         thin qcow2 over the image
+    <vm>.seed            cloud-init NoCloud seed; the ssh public key is a file input
+    net.<network>        libvirt NAT network XML
+    net.<network>.nft    the network's nft table (when its firewall is enabled)
+    <vm>.domain          libvirt domain XML
+
+Only what changes an artifact goes into params: the VM's memory reaches the
+domain alone, its ssh key the seed (and through it the domain).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from aivm import paths
+from aivm.config.schema import Config, Image, ImageSource, Network, Vm
+from aivm.errors import ConfigError
+from aivm.graph.node import Node
+
+ACCELS = ("kvm", "qemu")
+
+
+def vm_graph(cfg: Config, vm: Vm, *, accel: str) -> dict[str, Node]:
+    """Every node one VM needs, by node name."""
+    if accel not in ACCELS:
+        raise ConfigError(f"accel must be kvm or qemu here, not {accel!r}",
+                          hint="resolve `auto` before building the graph", reason="invalid-accel")
+    image, network = _image(cfg, vm), _network(cfg, vm)
+    nodes = [image_node(cfg, image), overlay_node(vm, image), seed_node(cfg, vm),
+             network_node(network), domain_node(vm, image, network, accel)]
+    if network.firewall.enabled:
+        nodes.append(nft_node(network))
+    return {n.name: n for n in nodes}
+
+
+def image_node(cfg: Config, image: Image) -> Node:
+    name = f"image.{image.name}"
+    if image.source == ImageSource.DEBOOTSTRAP:
+        return Node(name, "debootstrap", params={
+            "suite": image.suite, "mirror": image.mirror, "packages": tuple(image.packages),
+            "image_size_gib": image.image_size_gib})
+    if not image.sha256:
+        raise ConfigError(f"image {image.name} has no sha256 pin",
+                          hint=f"add sha256 = \"...\" to the [[images]] entry {image.name!r} "
+                               "(`aivm image pin` reads it from SHA256SUMS)", reason="unpinned")
+    return Node(name, "fetch", params={"url": _source(cfg, image.url)},
+                fixed_output=image.sha256.lower())
+
+
+def overlay_node(vm: Vm, image: Image) -> Node:
+    return Node(f"{vm.name}.overlay", "overlay", params={"size_gib": vm.disk_gib},
+                inputs={"base": f"image.{image.name}"})
+
+
+def seed_node(cfg: Config, vm: Vm) -> Node:
+    uid, gid = (vm.uid, vm.gid) if vm.host_uid_match else (None, None)
+    return Node(f"{vm.name}.seed", "seed-iso", params={
+        "hostname": guest_hostname(vm.name), "user": vm.user,
+        "uid": uid if _regular_id(uid) else None, "gid": gid if _regular_id(gid) else None,
+        "timezone": vm.timezone, "password_login": vm.password_login,
+        "packages": tuple(vm.packages), "package_update": bool(vm.packages),
+        "mac": mac_address(vm.name),
+    }, files={"ssh_pubkey": _local(cfg, vm.ssh_pubkey)})
+
+
+def network_node(net: Network) -> Node:
+    return Node(f"net.{net.name}", "network-xml", params={
+        "name": net.name, "bridge": net.bridge, "subnet": net.subnet, "gateway": net.gateway,
+        "dhcp_start": net.dhcp_start, "dhcp_end": net.dhcp_end})
+
+
+def nft_node(net: Network) -> Node:
+    fw = net.firewall
+    return Node(f"net.{net.name}.nft", "nft-ruleset", params={
+        "network": net.name, "bridge": net.bridge, "gateway": net.gateway,
+        "allow_tcp_ports": tuple(sorted(set(fw.allow_tcp_ports))),
+        "allow_udp_ports": tuple(sorted(set(fw.allow_udp_ports))),
+        "extra_blocked": tuple(sorted(set(fw.extra_blocked)))})
+
+
+def domain_node(vm: Vm, image: Image, net: Network, accel: str) -> Node:
+    state = paths.vm_state_dir(vm.name)
+    return Node(f"{vm.name}.domain", "domain-xml", params={
+        "name": vm.name, "accel": accel, "cpus": vm.cpus, "memory_mib": vm.memory_mib,
+        "disk": str(state / "disk.qcow2"), "console_log": str(state / "console.log"),
+        "network": net.name, "mac": mac_address(vm.name),
+    }, inputs={"base": f"image.{image.name}", "overlay": f"{vm.name}.overlay",
+               "seed": f"{vm.name}.seed", "network": f"net.{net.name}"})
+
+
+def mac_address(vm_name: str) -> str:
+    """A stable MAC for a VM, in QEMU's locally administered 52:54:00 range."""
+    tail = hashlib.sha256(f"aivm-mac:{vm_name}".encode()).digest()[:3]
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in tail)
+
+
+def guest_hostname(vm_name: str) -> str:
+    """The guest's host name: the VM name with '.' and '_' as '-' (a DNS label)."""
+    return vm_name.replace(".", "-").replace("_", "-")[:63]
+
+
+def _image(cfg: Config, vm: Vm) -> Image:
+    image = cfg.image(vm.image)
+    if image is None:
+        raise ConfigError(f"VM {vm.name} uses image {vm.image!r}, which is not defined",
+                          hint="add an [[images]] entry with that name", reason="unknown-image")
+    return image
+
+
+def _network(cfg: Config, vm: Vm) -> Network:
+    net = cfg.network(vm.network)
+    if net is None:
+        raise ConfigError(f"VM {vm.name} uses network {vm.network!r}, which is not defined",
+                          hint="add a [[networks]] entry with that name",
+                          reason="unknown-network")
+    return net
+
+
+def _regular_id(value: int | None) -> bool:
+    return value is not None and 1000 <= value <= 60000
+
+
+def _local(cfg: Config, value: str) -> Path:
+    """A path from the config: `~` expanded, relative paths taken from the config's folder."""
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute():
+        base = cfg.path.parent if cfg.path is not None else Path.cwd()
+        path = base / path
+    return path.absolute()
+
+
+def _source(cfg: Config, url: str) -> str:
+    return url if "://" in url else str(_local(cfg, url))

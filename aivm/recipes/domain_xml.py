@@ -1,0 +1,80 @@
+"""domain-xml: the libvirt domain of one VM.
+
+q35, a virtio disk at the VM's writable disk path (per-VM state, not the
+store), the seed as a read-only cdrom on virtio-scsi (the Debian cloud kernel
+has no AHCI), a virtio NIC on the aivm network, a serial console logged to a
+file, virtio-rng, and memfd shared memory so virtiofs can be attached later.
+Boot is direct kernel boot when the base image exported a kernel
+(`boot.json`), else firmware boot. The node key and the input keys sit in
+`<metadata>` under the aivm namespace, so activation can tell "identical".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aivm.errors import BuildError
+from aivm.graph.node import BuildContext, Node
+from aivm.recipes import render, values
+from aivm.recipes.base import XMLNS, RecipeBase, input_key
+
+ACCELS = ("kvm", "qemu")
+DEFAULT_CMDLINE = "root=/dev/vda rw console=ttyS0"
+
+
+class DomainXml(RecipeBase):
+    kind: ClassVar[str] = "domain-xml"
+    version: ClassVar[int] = 1
+    templates: ClassVar[tuple[str, ...]] = ("domain.xml.j2",)
+    defaults: ClassVar[Mapping[str, Any]] = {"cpus": 2, "memory_mib": 4096}
+    required: ClassVar[tuple[str, ...]] = (
+        "name", "accel", "disk", "console_log", "network", "mac")
+    inputs: ClassVar[tuple[str, ...]] = ("base", "overlay", "seed", "network")
+
+    def check(self, node: Node) -> dict[str, Any]:
+        p = super().check(node)
+        return {
+            "name": values.name(p["name"], "VM name"),
+            "accel": values.one_of(p["accel"], ACCELS, "accel"),
+            "cpus": values.integer(p["cpus"], "cpus", 1, 64),
+            "memory_mib": values.integer(p["memory_mib"], "memory_mib", 128, 1 << 20),
+            "disk": values.abs_path(p["disk"], "disk path"),
+            "console_log": values.abs_path(p["console_log"], "console log path"),
+            "network": values.name(p["network"], "network name"),
+            "mac": values.mac(p["mac"]),
+        }
+
+    def build(self, ctx: BuildContext, into: Path) -> None:
+        v = self.check(ctx.node)
+        render.write(into, "domain.xml", "domain.xml.j2", key=ctx.key, xmlns=XMLNS,
+                     input_keys=sorted((r, input_key(p)) for r, p in ctx.inputs.items()),
+                     seed=values.abs_path(str(ctx.input("seed") / "seed.iso"), "seed path"),
+                     boot=boot_info(ctx.input("base")), **v)
+
+
+def boot_info(base: Path) -> dict[str, str]:
+    """How the base image boots: its boot.json with absolute paths, or firmware (BIOS)."""
+    path = base / "boot.json"
+    if not path.is_file():
+        return {"firmware": "bios", "kernel": "", "initrd": "", "cmdline": ""}
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as exc:
+        raise BuildError(f"{path} is not JSON: {exc}", reason="bad-input") from exc
+    out = {"firmware": values.one_of(data.get("firmware", "bios"), ("bios", "efi"), "firmware"),
+           "kernel": "", "initrd": "", "cmdline": ""}
+    if data.get("kernel"):
+        out["kernel"] = values.abs_path(str(base / data["kernel"]), "kernel path")
+        if data.get("initrd"):
+            out["initrd"] = values.abs_path(str(base / data["initrd"]), "initrd path")
+        out["cmdline"] = _cmdline(data.get("cmdline") or DEFAULT_CMDLINE)
+    return out
+
+
+def _cmdline(value: Any) -> str:
+    if not isinstance(value, str) or any(c in value for c in "\n\r\0"):
+        raise values.invalid("kernel cmdline", value, "one line of text")
+    return value

@@ -1,0 +1,48 @@
+"""network-xml: a libvirt NAT network with DHCP, its node key in <metadata>."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aivm.graph.node import BuildContext, Node
+from aivm.recipes import render, values
+from aivm.recipes.base import XMLNS, RecipeBase
+
+
+class NetworkXml(RecipeBase):
+    kind: ClassVar[str] = "network-xml"
+    version: ClassVar[int] = 1
+    templates: ClassVar[tuple[str, ...]] = ("network.xml.j2",)
+    defaults: ClassVar[Mapping[str, Any]] = {}
+    required: ClassVar[tuple[str, ...]] = (
+        "name", "bridge", "subnet", "gateway", "dhcp_start", "dhcp_end")
+
+    def check(self, node: Node) -> dict[str, Any]:
+        p = super().check(node)
+        return lan(p)
+
+    def build(self, ctx: BuildContext, into: Path) -> None:
+        render.write(into, "network.xml", "network.xml.j2", key=ctx.key, xmlns=XMLNS,
+                     **self.check(ctx.node))
+
+
+def lan(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The checked facts of a guest LAN: gateway and DHCP range inside an IPv4 subnet."""
+    subnet = values.network(p["subnet"], "subnet")
+    gateway = values.ipv4(p["gateway"], "gateway")
+    start = values.ipv4(p["dhcp_start"], "dhcp_start")
+    end = values.ipv4(p["dhcp_end"], "dhcp_end")
+    if subnet.version != 4 or subnet.prefixlen > 30:
+        raise values.invalid("subnet", p["subnet"], "an IPv4 network of /30 or larger")
+    for what, addr in (("gateway", gateway), ("dhcp_start", start), ("dhcp_end", end)):
+        if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+            raise values.invalid(what, str(addr), f"a host address inside {subnet}")
+    if not start <= end or start <= gateway <= end:
+        raise values.invalid("dhcp range", f"{start}-{end}",
+                             "start <= end, and the gateway outside the range")
+    return {"name": values.name(p["name"], "network name"),
+            "bridge": values.bridge(p["bridge"]), "subnet": str(subnet),
+            "netmask": str(subnet.netmask), "gateway": str(gateway),
+            "dhcp_start": str(start), "dhcp_end": str(end)}

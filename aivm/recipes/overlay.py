@@ -1,0 +1,51 @@
+"""overlay: a thin qcow2 backed by the base image's disk in the store.
+
+The pristine template from which activation takes each VM's writable disk.
+Its backing file is the absolute store path of the base's `disk.qcow2`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aivm import run
+from aivm.errors import BuildError
+from aivm.graph.node import BuildContext, Node
+from aivm.recipes import values
+from aivm.recipes.base import RecipeBase
+
+GIB = 1 << 30
+
+
+class Overlay(RecipeBase):
+    kind: ClassVar[str] = "overlay"
+    version: ClassVar[int] = 1
+    defaults: ClassVar[Mapping[str, Any]] = {"size_gib": 32}
+    inputs: ClassVar[tuple[str, ...]] = ("base",)
+    tools: ClassVar[tuple[str, ...]] = ("qemu-img",)
+
+    def check(self, node: Node) -> dict[str, Any]:
+        p = super().check(node)
+        return {"size_gib": values.integer(p["size_gib"], "disk size (GiB)", 1, 16384)}
+
+    def build(self, ctx: BuildContext, into: Path) -> None:
+        size = self.check(ctx.node)["size_gib"] * GIB
+        base = ctx.input("base") / "disk.qcow2"
+        values.abs_path(str(base), "base image path")
+        virtual = virtual_size(base)
+        if size < virtual:
+            raise BuildError(f"disk size {size // GIB} GiB is smaller than the base image "
+                             f"({-(-virtual // GIB)} GiB)",
+                             hint="raise disk_gib for this VM", reason="invalid-param")
+        run.run(run.Cmd.of("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+                           "-b", str(base), str(into / "disk.qcow2"), str(size),
+                           meaning="create the VM's thin overlay disk"))
+
+
+def virtual_size(image: Path) -> int:
+    out = run.run(run.Cmd.of("qemu-img", "info", "--output=json", "-U", str(image),
+                             meaning="read the base image's virtual size")).stdout
+    return int(json.loads(out)["virtual-size"])
