@@ -1,0 +1,1 @@
+"""Activation: turn store paths into live libvirt objects, with previewed, approved steps."""
