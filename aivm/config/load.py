@@ -18,7 +18,7 @@ from aivm.config.schema import Config
 from aivm.config.validate import Finding
 from aivm.errors import ConfigError
 
-__all__ = ["load", "loads", "resolve_vm", "error_from", "where"]
+__all__ = ["load", "loads", "check_text", "resolve_vm", "error_from", "where"]
 
 
 def load(path: Path) -> Config:
@@ -30,52 +30,72 @@ def load(path: Path) -> Config:
                           hint="check the file's permissions", reason="unreadable") from exc
     if found is None:
         stamp.remember(path, None)
-        raise ConfigError(f"{path}: no config file", reason="no-config",
-                          hint="run `aivm config init` to create one")
+        raise missing(path)
     data, st = found
     stamp.remember(path, st)
     return loads(decode(data, path), path)
 
 
+def missing(path: Path) -> ConfigError:
+    return ConfigError(f"{path}: no config file", reason="no-config",
+                       hint="run `aivm config init` to create one")
+
+
 def decode(data: bytes, path: Path | None) -> str:
+    text, problem = decode_checked(data)
+    if problem is not None:
+        raise error_from([problem], "", path)
+    return text
+
+
+def decode_checked(data: bytes) -> tuple[str, Finding | None]:
+    """The text, or "" and a finding naming the line of the first non-UTF-8 byte."""
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8"), None
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
-        raise ConfigError(f"{where(path, line)}: the file is not UTF-8 text",
-                          hint="save the file as UTF-8", reason="toml-syntax") from None
+        return "", Finding((), "the file is not UTF-8 text", "save the file as UTF-8",
+                           "toml-syntax", line=line)
 
 
 def loads(text: str, path: Path | None = None) -> Config:
     """Parse and validate TOML text; `path` only names the file in messages."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise syntax_error(exc, text, path) from None
-    cfg, findings = validate.check(data)
+    cfg, findings = check_text(text)
     if cfg is None:
         raise error_from([f for f in findings if f.severity == "error"], text, path)
     return dataclasses.replace(cfg, path=path)
 
 
-def syntax_error(exc: tomllib.TOMLDecodeError, text: str, path: Path | None) -> ConfigError:
+def check_text(text: str) -> tuple[Config | None, list[Finding]]:
+    """The config (None on errors) and every finding, syntax errors included."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        return None, [syntax_finding(exc, text)]
+    return validate.check(data)
+
+
+def syntax_finding(exc: tomllib.TOMLDecodeError, text: str) -> Finding:
     msg = str(exc)
     match = re.search(r"at line (\d+)", msg)
     line = int(match.group(1)) if match else max(1, text.count("\n") + 1)
     detail = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", msg)
-    return ConfigError(f"{where(path, line)}: TOML syntax error: {detail}",
-                       hint="fix the syntax (https://toml.io); strings need quotes, "
-                            "tables [brackets]", reason="toml-syntax")
+    return Finding((), f"TOML syntax error: {detail}", "fix the syntax (https://toml.io); "
+                   "strings need quotes, tables [brackets]", "toml-syntax", line=line)
 
 
 def error_from(errors: list[Finding], text: str, path: Path | None) -> ConfigError:
     """One ConfigError for the first problem in file order, counting the rest."""
-    placed = sorted(((line_of(text, f.keypath), i, f) for i, f in enumerate(errors)))
+    placed = sorted((line_for(f, text), i, f) for i, f in enumerate(errors))
     line, _, first = placed[0]
     more = len(placed) - 1
     tail = f" (and {more} more problem{'s' * (more > 1)}; see `aivm config lint`)" if more else ""
     return ConfigError(f"{where(path, line)}: {first.message}{tail}", hint=first.hint,
                        reason=first.reason)
+
+
+def line_for(finding: Finding, text: str) -> int:
+    return finding.line or line_of(text, finding.keypath)
 
 
 def where(path: Path | None, line: int) -> str:

@@ -30,6 +30,7 @@ class Finding:
     hint: str = ""
     reason: str = "bad-value"
     severity: str = "error"          # "error" or "warning"
+    line: int = 0                    # known line (syntax errors); else found from keypath
 
 
 def check(data: dict[str, Any]) -> tuple[schema.Config | None, list[Finding]]:

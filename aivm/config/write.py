@@ -49,19 +49,22 @@ def edit(path: Path, change: Change, *, since: stamp.Stamp | None | Any = RECALL
         change(doc, current)
         new_text = tomlkit.dumps(doc)
         cfg = load_mod.loads(new_text, path)
-        _replace(path, new_text)
+        _replace(path, new_text.encode())
     return cfg
 
 
-def write_text(path: Path, text: str, *, since: stamp.Stamp | None | Any = RECALL,
-               validate: bool = True) -> None:
-    """Replace the whole file with `text` (init, restoring after a rejected edit)."""
-    if validate:
-        load_mod.loads(text, path)
+def write_text(path: Path, text: str, *, since: stamp.Stamp | None | Any = RECALL) -> None:
+    """Replace the whole file with valid config `text` (init writes this way)."""
+    load_mod.loads(text, path)
+    write_bytes(path, text.encode(), since=since)
+
+
+def write_bytes(path: Path, data: bytes, *, since: stamp.Stamp | None | Any = RECALL) -> None:
+    """Replace the whole file, unvalidated (restoring a file after a rejected edit)."""
     with locked(path):
         found = stamp.read(path)
         _refuse_if_changed(path, found[1] if found else None, since)
-        _replace(path, text)
+        _replace(path, data)
 
 
 def _refuse_if_changed(path: Path, now: stamp.Stamp | None, since: Any) -> None:
@@ -102,9 +105,8 @@ def _acquire(fd: int, lock: Path) -> None:
             time.sleep(0.05)
 
 
-def _replace(path: Path, text: str) -> None:
+def _replace(path: Path, data: bytes) -> None:
     """Atomically replace `path`: temp file in the same directory, fsync, rename, fsync dir."""
-    data = text.encode()
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
