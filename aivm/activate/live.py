@@ -256,15 +256,16 @@ def with_uuid(xml: str, uuid: str) -> str:
     return xml.replace("</name>", f"</name>\n  <uuid>{uuid}</uuid>", 1)
 
 
-def _define_text(call: str, source: str, uuid: str) -> str:
-    return f"{call}(<{source}>{f' with uuid {uuid}' if uuid else ''})"
+def _define(conn: Conn, what: str, method: str, xml: str, source: str, uuid: str) -> Action:
+    name = ElementTree.fromstring(xml).findtext("name", "")
+    full = with_uuid(xml, uuid)
+    text = f"{method}(<{source}>{f' with uuid {uuid}' if uuid else ''})"
+    return _api(conn, f"define {what} {name} from {source}", text,
+                lambda: getattr(conn, method)(full))
 
 
 def define_network(conn: Conn, xml: str, source: str, uuid: str = "") -> Action:
-    name = ElementTree.fromstring(xml).findtext("name", "")
-    full = with_uuid(xml, uuid)
-    return _api(conn, f"define network {name} from {source}",
-                _define_text("networkDefineXML", source, uuid), lambda: conn.networkDefineXML(full))
+    return _define(conn, "network", "networkDefineXML", xml, source, uuid)
 
 
 def start_network(conn: Conn, name: str) -> Action:
@@ -289,10 +290,7 @@ def undefine_network(conn: Conn, name: str) -> Action:
 
 
 def define_domain(conn: Conn, xml: str, source: str, uuid: str = "") -> Action:
-    name = ElementTree.fromstring(xml).findtext("name", "")
-    full = with_uuid(xml, uuid)
-    return _api(conn, f"define VM {name} from {source}",
-                _define_text("defineXML", source, uuid), lambda: conn.defineXML(full))
+    return _define(conn, "VM", "defineXML", xml, source, uuid)
 
 
 def start_domain(conn: Conn, name: str) -> Action:
