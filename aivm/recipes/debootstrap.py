@@ -19,17 +19,13 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from aivm import run
+from aivm.config.schema import DEBOOTSTRAP_PACKAGES as PACKAGES
 from aivm.errors import AivmError, BuildError
 from aivm.graph.node import BuildContext, Node
 from aivm.recipes import render, values
 from aivm.recipes.base import RecipeBase
 
 SUITES = ("bookworm", "trixie", "bullseye", "sid", "testing", "stable")
-PACKAGES = (
-    "linux-image-cloud-amd64", "dbus", "initramfs-tools", "systemd-sysv", "udev", "kmod",
-    "cloud-init", "openssh-server", "iproute2", "sudo", "git", "ifupdown",
-    "isc-dhcp-client", "netbase", "procps",
-)
 LABEL = "aivm-root"
 CMDLINE = "root=/dev/vda rw console=ttyS0"
 

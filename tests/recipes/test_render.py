@@ -1,0 +1,258 @@
+"""The sample VM's graph built for real into a store; every rendered file
+snapshotted (one file per snapshot), validated by libvirt's schema, nft, pycdlib
+and a YAML parser."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
+
+from aivm.config.schema import Image
+from aivm.config.to_graph import vm_graph
+from aivm.errors import BuildError
+from aivm.graph.node import Node
+from aivm.graph.store import Store
+from aivm.recipes.base import XMLNS
+from aivm.run import Cmd, run
+from tests.recipes.conftest import SSH_KEY, sample_config
+from tests.recipes.helpers import FAKE_KEY, build_nodes, render_node
+
+pytestmark = pytest.mark.usefixtures("state_root")
+
+
+@dataclass(frozen=True)
+class Built:
+    store: Store
+    paths: dict[str, Path]
+    keys: dict[str, str]
+    base_image: Path
+
+    def text(self, node: str, filename: str) -> str:
+        """A rendered file with store paths and keys spelled stably, for snapshots."""
+        out = (self.paths[node] / filename).read_text()
+        out = out.replace(str(self.store.root), "<store>")
+        for cut in (64, 32, 16):
+            for name, key in self.keys.items():
+                out = out.replace(key[:cut], f"<key:{name}>")
+        return out
+
+
+@pytest.fixture
+def built(tmp_path: Path, ssh_key: Path, store: Store) -> Built:
+    base = tmp_path / "base.qcow2"
+    run(Cmd.of("qemu-img", "create", "-q", "-f", "qcow2", str(base), "1G"))
+    sha = hashlib.sha256(base.read_bytes()).hexdigest()
+    cfg = sample_config(ssh_key, image=Image(name="cloud", url=str(base), sha256=sha))
+    nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    report = build_nodes(store, nodes.values())
+    assert sorted(report.built) == sorted(nodes)
+    return Built(store, {n: s.path for n, s in report.states.items()},
+                 {n: s.key for n, s in report.states.items()}, base)
+
+
+def text_snapshot(snapshot, ext: str):  # type: ignore[no-untyped-def]
+    ext_class = type(f"Text{ext.title()}", (SingleFileSnapshotExtension,),
+                     {"_write_mode": WriteMode.TEXT, "file_extension": ext})
+    return snapshot.use_extension(ext_class)
+
+
+RENDERED = [
+    ("devbox.domain", "domain.xml", "xml"),
+    ("net.aivm", "network.xml", "xml"),
+    ("net.aivm.nft", "ruleset.nft", "nft"),
+    ("devbox.seed", "user-data", "yaml"),
+    ("devbox.seed", "meta-data", "yaml"),
+    ("devbox.seed", "network-config", "yaml"),
+]
+
+
+@pytest.mark.parametrize(("node", "filename", "ext"), RENDERED,
+                         ids=[f for _, f, _ in RENDERED])
+def test_rendered_file_snapshot(built: Built, snapshot, node: str, filename: str,  # type: ignore[no-untyped-def]
+                                ext: str) -> None:
+    assert built.text(node, filename) == text_snapshot(snapshot, ext)
+
+
+def test_direct_kernel_boot_domain_snapshot(tmp_path: Path, snapshot) -> None:  # type: ignore[no-untyped-def]
+    out = render_domain(tmp_path, boot={"kernel": "vmlinuz", "initrd": "initrd.img",
+                                        "cmdline": "root=/dev/vda rw console=ttyS0"})
+    text = (out / "domain.xml").read_text().replace(str(tmp_path), "<tmp>")
+    assert text == text_snapshot(snapshot, "xml")
+
+
+def render_domain(tmp_path: Path, boot: dict[str, str] | None = None, accel: str = "qemu",
+                  disk: str = "/var/lib/aivm/devbox/disk.qcow2") -> Path:
+    inputs = {}
+    for role in ("base", "overlay", "seed", "network"):
+        entry = tmp_path / "store" / f"{role[0] * 32}-{role}"
+        entry.mkdir(parents=True, exist_ok=True)
+        (entry / "manifest.json").write_text(json.dumps({"key": role[0] * 64}))
+        inputs[role] = entry
+    if boot is not None:
+        (inputs["base"] / "boot.json").write_text(json.dumps(boot))
+    node = Node("devbox.domain", "domain-xml", params={
+        "name": "devbox", "accel": accel, "cpus": 1, "memory_mib": 1024, "disk": disk,
+        "console_log": "/var/lib/aivm/devbox/console.log", "network": "aivm",
+        "mac": "52:54:00:aa:bb:cc"},
+        inputs={r: f"n.{r}" for r in inputs})
+    return render_node(node, tmp_path / f"out-{accel}-{len(boot or {})}", inputs=inputs)
+
+
+def validate_xml(path: Path, what: str) -> None:
+    result = run(Cmd.of("virt-xml-validate", str(path), what, meaning="validate libvirt XML"),
+                 check=False)
+    assert result.ok, result.stderr + result.stdout
+
+
+def test_xml_passes_libvirt_schema(built: Built) -> None:
+    validate_xml(built.paths["devbox.domain"] / "domain.xml", "domain")
+    validate_xml(built.paths["net.aivm"] / "network.xml", "network")
+
+
+@pytest.mark.parametrize("boot", [None, {"kernel": "vmlinuz", "initrd": "initrd.img"},
+                                  {"firmware": "efi"}], ids=["bios", "kernel", "efi"])
+@pytest.mark.parametrize("accel", ["qemu", "kvm"])
+def test_every_domain_variant_validates(tmp_path: Path, boot: dict[str, str] | None,
+                                        accel: str) -> None:
+    out = render_domain(tmp_path, boot, accel)
+    validate_xml(out / "domain.xml", "domain")
+    root = ET.parse(out / "domain.xml").getroot()
+    assert root.get("type") == accel
+    os_el = root.find("os")
+    assert os_el is not None
+    if boot and "kernel" in boot:
+        assert os_el.findtext("kernel") == str(tmp_path / "store" / f"{'b' * 32}-base/vmlinuz")
+        assert os_el.findtext("cmdline") == "root=/dev/vda rw console=ttyS0"
+        assert os_el.find("boot") is None
+    else:
+        assert os_el.find("kernel") is None and os_el.find("boot") is not None
+    assert (os_el.get("firmware") == "efi") == bool(boot and boot.get("firmware") == "efi")
+    assert (root.find("cpu") is not None) == (accel == "kvm")
+
+
+def test_domain_carries_devices_and_metadata(built: Built) -> None:
+    root = ET.parse(built.paths["devbox.domain"] / "domain.xml").getroot()
+    ns = {"aivm": XMLNS}
+    assert root.findtext("metadata/aivm:node/aivm:key", namespaces=ns) == \
+        built.keys["devbox.domain"]
+    inputs = {e.get("role"): e.get("key")
+              for e in root.findall("metadata/aivm:node/aivm:input", ns)}
+    assert inputs == {"base": built.keys["image.cloud"], "overlay": built.keys["devbox.overlay"],
+                      "seed": built.keys["devbox.seed"], "network": built.keys["net.aivm"]}
+    disks = root.findall("devices/disk")
+    assert disks[0].find("source").get("file") == "/var/lib/aivm-test-state/devbox/disk.qcow2"
+    assert disks[0].find("target").get("bus") == "virtio"
+    cdrom = disks[1]
+    assert cdrom.get("device") == "cdrom" and cdrom.find("readonly") is not None
+    assert cdrom.find("source").get("file") == str(built.paths["devbox.seed"] / "seed.iso")
+    assert cdrom.find("target").get("bus") == "scsi"
+    assert root.find("devices/controller").get("model") == "virtio-scsi"
+    assert root.find("devices/interface/source").get("network") == "aivm"
+    assert root.find("devices/interface/model").get("type") == "virtio"
+    assert root.find("devices/rng").get("model") == "virtio"
+    assert root.find("devices/serial/log").get("file") == \
+        "/var/lib/aivm-test-state/devbox/console.log"
+    assert root.find("memoryBacking/source").get("type") == "memfd"
+    assert root.find("memoryBacking/access").get("mode") == "shared"
+    assert root.findtext("memory") == "2048"
+
+
+def test_network_xml_carries_its_key(built: Built) -> None:
+    root = ET.parse(built.paths["net.aivm"] / "network.xml").getroot()
+    assert root.findtext("metadata/aivm:node/aivm:key", namespaces={"aivm": XMLNS}) == \
+        built.keys["net.aivm"]
+    assert root.find("ip").get("netmask") == "255.255.255.0"
+    assert root.find("bridge").get("name") == "virbr-aivm"
+
+
+def test_ruleset_passes_nft_check_and_replaces_atomically(built: Built, netns: str) -> None:
+    ruleset = built.paths["net.aivm.nft"] / "ruleset.nft"
+    in_ns = ("ip", "netns", "exec", netns)
+    check = run(Cmd.of(*in_ns, "nft", "-c", "-f", str(ruleset)), check=False)
+    assert check.ok, check.stderr
+    for _ in range(2):  # applying twice leaves one table: the file replaces, never adds
+        run(Cmd.of(*in_ns, "nft", "-f", str(ruleset), meaning="apply in the test namespace"))
+    listed = run(Cmd.of(*in_ns, "nft", "list", "ruleset")).stdout
+    assert listed.count("table inet aivm_aivm") == 1
+    assert listed.count("hook input") == 1 and listed.count("hook forward") == 1
+    assert "93.184.216.0/24" in listed and "2606:2800:220::/48" in listed
+    assert re.search(r"tcp dport \{ 22, 5432 \} accept", listed)
+
+
+def test_ruleset_closing_braces_stand_alone(built: Built) -> None:
+    # nft 1.0.6 rejects a rule and its closing brace on one line (REALSTACK P8)
+    for line in (built.paths["net.aivm.nft"] / "ruleset.nft").read_text().splitlines():
+        assert line.strip() == "}" or not line.rstrip().endswith("}") or "{" in line, line
+
+
+def test_seed_iso_reads_back(built: Built) -> None:
+    import pycdlib
+
+    entry = built.paths["devbox.seed"]
+    iso = pycdlib.PyCdlib()
+    iso.open(str(entry / "seed.iso"))
+    try:
+        assert iso.pvd.volume_identifier.decode().strip() == "cidata"
+        for name in ("user-data", "meta-data", "network-config"):
+            for kind in ("rr_path", "joliet_path"):
+                buf = io.BytesIO()
+                iso.get_file_from_iso_fp(buf, **{kind: f"/{name}"})
+                assert buf.getvalue() == (entry / name).read_bytes(), (name, kind)
+    finally:
+        iso.close()
+
+
+def test_cloud_init_files_parse(built: Built) -> None:
+    yaml = pytest.importorskip("yaml")
+    entry = built.paths["devbox.seed"]
+    user_data = (entry / "user-data").read_text()
+    assert user_data.startswith("#cloud-config\n")
+    doc = yaml.safe_load(user_data)
+    (user,) = doc["users"]
+    assert user["name"] == "agent" and user["uid"] == 1000
+    assert user["ssh_authorized_keys"] == [SSH_KEY]
+    assert user["sudo"] == "ALL=(ALL) NOPASSWD:ALL"
+    assert doc["bootcmd"][0][-2:] == ["1000", "agent"]
+    assert doc["packages"] == ["ripgrep", "tmux"] and doc["package_update"] is True
+    assert doc["ssh_pwauth"] is False and doc["timezone"] == "UTC"
+    assert "PasswordAuthentication no" in doc["write_files"][0]["content"]
+    meta = yaml.safe_load((entry / "meta-data").read_text())
+    assert meta["local-hostname"] == "devbox"
+    assert meta["instance-id"].startswith("iid-devbox-")
+    net = yaml.safe_load((entry / "network-config").read_text())
+    assert net["version"] == 2
+    assert net["ethernets"]["eth0"]["dhcp4"] is True
+
+
+def test_overlay_is_thin_over_the_store_base(built: Built) -> None:
+    info = json.loads(run(Cmd.of("qemu-img", "info", "--output=json", "-U",
+                                 str(built.paths["devbox.overlay"] / "disk.qcow2"))).stdout)
+    assert info["format"] == "qcow2"
+    assert info["backing-filename"] == str(built.paths["image.cloud"] / "disk.qcow2")
+    assert info["backing-filename-format"] == "qcow2"
+    assert info["virtual-size"] == 8 << 30
+    assert (built.paths["image.cloud"] / "disk.qcow2").read_bytes() == \
+        built.base_image.read_bytes()
+
+
+def test_overlay_smaller_than_its_base_is_refused(built: Built, tmp_path: Path) -> None:
+    node = Node("x.overlay", "overlay", params={"size_gib": 1}, inputs={"base": "b"})
+    base = tmp_path / "bigbase"
+    base.mkdir()
+    run(Cmd.of("qemu-img", "create", "-q", "-f", "qcow2", str(base / "disk.qcow2"), "2G"))
+    with pytest.raises(BuildError) as err:
+        render_node(node, tmp_path / "o", inputs={"base": base})
+    assert err.value.reason == "invalid-param"
+
+
+def test_fake_key_is_used_verbatim(tmp_path: Path) -> None:
+    out = render_domain(tmp_path)
+    assert FAKE_KEY in (out / "domain.xml").read_text()
