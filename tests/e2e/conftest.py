@@ -1,0 +1,48 @@
+"""Fixtures for the real-stack tests (root, QEMU, libvirtd in a network namespace).
+
+`realstack` is one `RealStack` for the whole session; tests that must watch a
+stack come and go (the harness's own smoke test) make their own and request
+`realstack_host` for the skip check only. When a test fails, the tails of
+every live stack's console and QEMU logs are attached to its report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import ACTIVE, RealStack, unavailable_reason
+
+
+@pytest.fixture(scope="session")
+def realstack_host() -> None:
+    """Skip unless this machine can run a real stack (root, /dev/kvm, QEMU, libvirtd)."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"real stack unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def realstack(realstack_host: None) -> Iterator[RealStack]:
+    with RealStack() as stack:
+        yield stack
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when == "call" and report.failed:
+        for stack in ACTIVE:
+            report.sections.append((f"real stack {stack.netns} logs",
+                                    stack.failure_logs(echo=False)))
+
+
+@pytest.fixture
+def realstack_env(realstack: RealStack, monkeypatch: pytest.MonkeyPatch) -> RealStack:
+    """The session stack, with its env() (AIVM_NETNS, libvirt URI, AIVM_STATE) set in-process."""
+    for name, value in realstack.env().items():
+        monkeypatch.setenv(name, value)
+    return realstack
