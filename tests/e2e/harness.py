@@ -37,17 +37,38 @@ import contextlib
 import itertools
 import os
 import shutil
-import signal
-import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aivm.errors import AivmError
-from aivm.run import Cmd, Result, run
+from aivm.run import Result
+from tests.e2e.lanhost import LanHost, lan_host
+from tests.e2e.netns import (
+    HarnessError,
+    KvmMode,
+    console_log,
+    kvm_fix,
+    kvm_restore,
+    netns_add,
+    netns_delete,
+    netns_exists,
+    nft_tables,
+    ns_exec,
+    ns_pids,
+    pid_alive,
+    pid_name,
+    read_pidfile,
+    start_listener,
+    stop_pid,
+    wait_until,
+)
+
+__all__ = ["ACTIVE", "HarnessError", "LanHost", "RealStack", "console_log", "lan_host",
+           "nat_network_xml", "netns_exists", "nft_tables", "ns_exec", "ns_pids", "pid_alive",
+           "pid_name", "start_listener", "unavailable_reason"]
 
 PRIVATE_DIRS = {
     "etc": "/etc/libvirt",
@@ -58,16 +79,16 @@ PRIVATE_DIRS = {
 }
 
 # Runs as: ip netns exec NS unshare --mount --propagation private sh -ec SCRIPT sh WORK
-# $1 is WORK; each private dir is bound over libvirt's own, then both daemons
+# SUB:DIR...; each private dir is bound over libvirt's own, then both daemons
 # start in this mount namespace (they keep it alive after sh exits).
 _START_SCRIPT = """
-for pair in etc:/etc/libvirt run:/run/libvirt lib:/var/lib/libvirt \
-            log:/var/log/libvirt cache:/var/cache/libvirt; do
+work=$1; shift
+for pair; do
     mkdir -p "${pair#*:}"
-    mount --bind "$1/${pair%%:*}" "${pair#*:}"
+    mount --bind "$work/${pair%%:*}" "${pair#*:}"
 done
-virtlogd -d -p "$1/virtlogd.pid"
-libvirtd -d -p "$1/libvirtd.pid"
+virtlogd -d -p "$work/virtlogd.pid"
+libvirtd -d -p "$work/libvirtd.pid"
 """
 
 # libvirtd probes QEMU on first start (7.7 s here); a probe result kept across
@@ -76,14 +97,10 @@ libvirtd -d -p "$1/libvirtd.pid"
 CAPS_CACHE = Path("/var/tmp/aivm-realstack/qemu-cache")
 LIBVIRTD_LOG = 'log_outputs="3:file:/var/log/libvirt/libvirtd.log"\n'
 SOCKET_WAIT_S = 60.0
-STOP_WAIT_S = 10.0
 
 _counter = itertools.count()
 ACTIVE: list[RealStack] = []   # started and not yet stopped (conftest prints their logs)
 
-
-class HarnessError(AivmError):
-    """The test stack could not be brought up or torn down."""
 
 
 def unavailable_reason() -> str | None:
@@ -102,153 +119,6 @@ def unique_name(prefix: str = "aivm-t") -> str:
     n = next(_counter)
     return f"{prefix}-{os.getpid()}" + (f"-{n}" if n else "")
 
-
-# ---- /dev/kvm mode (REALSTACK P2) -------------------------------------------------
-
-
-@dataclass(frozen=True)
-class KvmMode:
-    gid: int
-    mode: int
-
-
-def kvm_fix(device: str = "/dev/kvm") -> KvmMode | None:
-    """Make /dev/kvm root:kvm 0660; return the old mode when it was changed."""
-    import grp
-
-    st = os.stat(device)
-    kvm_gid = grp.getgrnam("kvm").gr_gid
-    if st.st_gid == kvm_gid and (st.st_mode & 0o777) == 0o660:
-        return None
-    run(Cmd.of("chgrp", "kvm", device, meaning="give /dev/kvm to group kvm", root=True))
-    run(Cmd.of("chmod", "0660", device, meaning="let group kvm open /dev/kvm", root=True))
-    return KvmMode(st.st_gid, st.st_mode & 0o777)
-
-
-def kvm_restore(old: KvmMode | None, device: str = "/dev/kvm") -> None:
-    if old is None:
-        return
-    run(Cmd.of("chgrp", str(old.gid), device, meaning="restore /dev/kvm group", root=True))
-    run(Cmd.of("chmod", f"{old.mode:o}", device, meaning="restore /dev/kvm mode", root=True))
-
-
-# ---- namespaces and processes -----------------------------------------------------
-
-
-def netns_exists(name: str) -> bool:
-    return Path("/run/netns", name).exists()
-
-
-def netns_add(name: str) -> None:
-    if netns_exists(name):
-        raise HarnessError(f"network namespace {name} already exists",
-                           hint=f"a previous run left it: `ip netns pids {name}`, then "
-                                f"`ip netns delete {name}`", reason="netns-exists")
-    run(Cmd.of("ip", "netns", "add", name, meaning="create the test network namespace",
-               root=True))
-    ns_exec(name, "ip", "link", "set", "lo", "up", meaning="bring up loopback")
-
-
-def netns_delete(name: str) -> None:
-    if netns_exists(name):
-        run(Cmd.of("ip", "netns", "delete", name, meaning="delete the test network namespace",
-                   root=True))
-
-
-def ns_exec(netns: str, *argv: str, meaning: str = "", check: bool = True,
-            timeout: float | None = None, stdin: str | bytes | None = None) -> Result:
-    """Run argv inside network namespace `netns`."""
-    cmd = Cmd.of("ip", "netns", "exec", netns, *argv, meaning=meaning, root=True, stdin=stdin)
-    return run(cmd, check=check, timeout=timeout)
-
-
-def ns_pids(netns: str) -> list[int]:
-    if not netns_exists(netns):
-        return []
-    out = run(Cmd.of("ip", "netns", "pids", netns, meaning="list processes in the namespace",
-                     root=True), check=False).stdout
-    return [int(p) for p in out.split()]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
-
-
-def pid_name(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def read_pidfile(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def stop_pid(pid: int, wait_s: float = STOP_WAIT_S) -> None:
-    """SIGTERM, wait, then SIGKILL one process we started."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if not pid_alive(pid):
-                return
-            time.sleep(0.05)
-
-
-def start_listener(netns: str, address: str, port: int, logfile: Path) -> int:
-    """A TCP listener (python http.server) inside `netns`; returns its pid once it listens."""
-    script = (f'{sys.executable} -m http.server {port} --bind {address} '
-              f'</dev/null >"$1" 2>&1 & echo $!')
-    pid = int(ns_exec(netns, "sh", "-c", script, "sh", str(logfile),
-                      meaning=f"listen on {address}:{port}").stdout.split()[0])
-    wait_until(lambda: _listening(netns, port), 15.0, f"listener on {address}:{port}")
-    return pid
-
-
-def _listening(netns: str, port: int) -> bool:
-    out = ns_exec(netns, "ss", "-Hltn", f"sport = :{port}", check=False).stdout
-    return bool(out.strip())
-
-
-def wait_until(probe: Any, timeout_s: float, what: str, every_s: float = 0.2) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        if time.monotonic() > deadline:
-            raise HarnessError(f"timed out after {timeout_s:.0f} s waiting for {what}",
-                               reason="harness-timeout")
-        time.sleep(every_s)
-
-
-def console_log(path: str | os.PathLike[str], lines: int = 120, echo: bool = True) -> str:
-    """The tail of a console/serial log, printed (unless not `echo`) and returned."""
-    p = Path(path)
-    try:
-        text = p.read_text(errors="replace")
-    except OSError as exc:
-        text = f"(no log: {exc})"
-    tail = "\n".join(text.splitlines()[-lines:])
-    block = f"----- {p} (last {lines} lines) -----\n{tail}\n----- end {p.name} -----"
-    if echo:
-        print(block)
-    return block
-
-
-def nft_tables(netns: str) -> list[tuple[str, str]]:
-    """(family, name) of every nft table inside `netns`."""
-    out = ns_exec(netns, "nft", "list", "tables", check=False).stdout
-    return [(w[1], w[2]) for w in (line.split() for line in out.splitlines())
-            if len(w) == 3 and w[0] == "table"]
 
 
 # ---- the stack ----------------------------------------------------------------------
@@ -387,7 +257,8 @@ class RealStack:
 
     def _start_daemons(self) -> None:
         self.ns_run(["unshare", "--mount", "--propagation", "private", "--",
-                     "sh", "-ec", _START_SCRIPT, "sh", str(self.work)],
+                     "sh", "-ec", _START_SCRIPT, "sh", str(self.work),
+                     *(f"{sub}:{target}" for sub, target in PRIVATE_DIRS.items())],
                     meaning="start virtlogd and libvirtd in the test namespace", timeout=120)
         for daemon in ("virtlogd", "libvirtd"):
             pid = read_pidfile(self.work / f"{daemon}.pid")
@@ -499,48 +370,3 @@ def nat_network_xml(name: str, bridge: str, prefix: str = "10.77.0") -> str:
             f"<bridge name='{bridge}' stp='on' delay='0'/>"
             f"<ip address='{prefix}.1' netmask='255.255.255.0'><dhcp>"
             f"<range start='{prefix}.100' end='{prefix}.254'/></dhcp></ip></network>")
-
-
-# ---- a LAN host for firewall tests ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LanHost:
-    """A second namespace joined to the stack's by a veth pair, with a TCP listener."""
-
-    netns: str
-    address: str          # the LAN host's address (listener), e.g. 192.168.213.2
-    gateway: str          # the stack namespace's end of the veth
-    port: int
-    listener_pid: int
-
-
-@contextlib.contextmanager
-def lan_host(stack: RealStack, *, subnet_prefix: str = "192.168.213", port: int = 8099,
-             veth: str = "aivmlan") -> Iterator[LanHost]:
-    """A "host on the LAN" reachable from the stack namespace, removed on exit.
-
-    The veth pair is created inside the stack namespace, so no link ever
-    appears in the main namespace. Guests reach it through libvirt's NAT.
-    """
-    name = f"{stack.netns}-lan"
-    host = LanHost(name, f"{subnet_prefix}.2", f"{subnet_prefix}.1", port, 0)
-    try:
-        netns_add(name)
-        _join_lan(stack, host, veth)
-        pid = start_listener(name, "0.0.0.0", port, stack.work / f"{name}-listener.log")
-        yield LanHost(host.netns, host.address, host.gateway, port, pid)
-    finally:
-        for pid in ns_pids(name):
-            stop_pid(pid, wait_s=5.0)
-        netns_delete(name)
-
-
-def _join_lan(stack: RealStack, host: LanHost, veth: str) -> None:
-    stack.ns_run(["ip", "link", "add", f"{veth}0", "type", "veth", "peer", "name", f"{veth}1",
-                  "netns", host.netns], meaning="veth pair to the LAN host namespace")
-    stack.ns_run(["ip", "addr", "add", f"{host.gateway}/24", "dev", f"{veth}0"])
-    stack.ns_run(["ip", "link", "set", f"{veth}0", "up"])
-    ns_exec(host.netns, "ip", "addr", "add", f"{host.address}/24", "dev", f"{veth}1")
-    ns_exec(host.netns, "ip", "link", "set", f"{veth}1", "up")
-    ns_exec(host.netns, "ip", "route", "add", "default", "via", host.gateway)
