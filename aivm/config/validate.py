@@ -141,9 +141,13 @@ class _Validator:
         return _MISSING
 
     def wrong_type(self, tp: Any, raw: Any, kp: KeyPath) -> None:
-        key = next((p for p in reversed(kp) if isinstance(p, str)), "value")
-        self.add(kp, f"{key} must be {_type_name(tp)}, not {_toml_type(raw)}",
-                 f"write {key} as {_type_name(tp)}", "wrong-type")
+        last = max((i for i, p in enumerate(kp) if isinstance(p, str)), default=-1)
+        key = str(kp[last]) if last >= 0 else "value"
+        label = key + "".join(f"[{p}]" for p in kp[last + 1:])
+        self.add(kp, f"{label} must be {_type_name(tp)}, not {_toml_type(raw)}",
+                 f"write {key} as {_type_name(tp)}" if label == key
+                 else f"make every element of {key} {_type_name(tp)}",
+                 "wrong-type")
 
     def enum(self, tp: type[StrEnum], raw: Any, kp: KeyPath) -> Any:
         if isinstance(raw, str) and raw in tp._value2member_map_:

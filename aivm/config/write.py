@@ -240,10 +240,13 @@ def _upsert(doc: TOMLDocument, section: str, key: dict[str, str], values: dict[s
     entry = _find(doc, section, key)
     if entry is None:
         entry = tomlkit.table()
-        entry.trivia.indent = "\n" if doc.body else ""
+        before = doc[section][-1].as_string() if section in doc else doc.as_string()
+        entry.trivia.indent = "\n" if before.strip() and not before.endswith("\n\n") else ""
         for k, v in {**key, **values}.items():
             entry[k] = v
         if section in doc:
+            if list(doc)[-1] != section:
+                entry.add(tomlkit.nl())   # keep a blank line before the table that follows
             doc[section].append(entry)
         else:
             aot = tomlkit.aot()
