@@ -73,6 +73,7 @@ class _Scan:
         path: list[str | int] = []
         for i, name in enumerate(names):
             path.append(name)
+            self.lines.setdefault(tuple(path), number)
             index = self.aot_count.get(names[: i + 1])
             if index is not None:
                 path.append(index)
