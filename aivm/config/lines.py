@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-KeyPath = tuple[str | int, ...]
+from aivm.config.validate import KeyPath
 
 _BARE = r"[A-Za-z0-9_-]+"
 _KEY = rf'(?:{_BARE}|"(?:[^"\\]|\\.)*"|\'[^\']*\')'

@@ -12,7 +12,6 @@ import tomllib
 from pathlib import Path
 
 from aivm.config import stamp, validate
-from aivm.config.lines import line_of
 from aivm.config.resolve import resolve_vm
 from aivm.config.schema import Config
 from aivm.config.validate import Finding
@@ -95,6 +94,8 @@ def error_from(errors: list[Finding], text: str, path: Path | None) -> ConfigErr
 
 
 def line_for(finding: Finding, text: str) -> int:
+    from aivm.config.lines import line_of  # only on the error path
+
     return finding.line or line_of(text, finding.keypath)
 
 

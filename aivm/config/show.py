@@ -6,11 +6,13 @@ what it uses (network, image, attachments) and the host uid/gid it will get.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from aivm.config import schema
 from aivm.config.resolve import with_host_ids
 from aivm.config.write import to_toml
+
+T = TypeVar("T")
 
 
 def resolved(cfg: schema.Config) -> str:
@@ -45,21 +47,17 @@ def vm(cfg: schema.Config, chosen: schema.Vm, *, full: bool) -> str:
 
 def used_networks(cfg: schema.Config, vms: tuple[schema.Vm, ...]) -> list[schema.Network]:
     """Defined networks, plus the built-in default when a VM uses it without defining it."""
-    nets = list(cfg.networks)
-    for v in vms:
-        net = cfg.network(v.network)
-        if net is not None and net not in nets:
-            nets.append(net)
-    return nets
+    return _with_used(cfg.networks, [cfg.network(v.network) for v in vms])
 
 
 def used_images(cfg: schema.Config, vms: tuple[schema.Vm, ...]) -> list[schema.Image]:
-    images = list(cfg.images)
-    for v in vms:
-        image = cfg.image(v.image)
-        if image is not None and image not in images:
-            images.append(image)
-    return images
+    return _with_used(cfg.images, [cfg.image(v.image) for v in vms])
+
+
+def _with_used(defined: tuple[T, ...], used: list[T | None]) -> list[T]:
+    out = list(defined)
+    out += [u for u in dict.fromkeys(used) if u is not None and u not in out]
+    return out
 
 
 def dumps(data: dict[str, Any]) -> str:

@@ -2,14 +2,15 @@
 
 `load()` remembers a stamp per path; a later write compares the file on disk
 against it and refuses to overwrite an edit made in between (another aivm, an
-editor). Content decides: a `touch` alone is not an edit.
+editor). Content decides: a `touch` alone is not an edit. Stamps never leave
+the process and config files are small, so the stamp keeps the bytes
+themselves rather than a digest (exact, and no hashlib import on the no-op path).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _REMEMBERED: dict[Path, Stamp | None] = {}
@@ -19,14 +20,14 @@ _REMEMBERED: dict[Path, Stamp | None] = {}
 class Stamp:
     mtime_ns: int
     size: int
-    digest: str
+    content: bytes = field(repr=False)
 
     @classmethod
     def of(cls, st: os.stat_result, data: bytes) -> Stamp:
-        return cls(st.st_mtime_ns, st.st_size, hashlib.sha256(data).hexdigest())
+        return cls(st.st_mtime_ns, st.st_size, data)
 
     def matches(self, other: Stamp | None) -> bool:
-        return other is not None and other.digest == self.digest
+        return other is not None and other.size == self.size and other.content == self.content
 
 
 def read(path: Path) -> tuple[bytes, Stamp] | None:

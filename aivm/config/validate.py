@@ -16,8 +16,8 @@ from enum import StrEnum
 from typing import Any
 
 from aivm.config import checks, schema
-from aivm.config.lines import KeyPath
 
+KeyPath = tuple[str | int, ...]     # ("vms", 1, "cpus"); aivm/config/lines.py maps it to a line
 _NOT_TOML = {"path"}                 # Config fields that are not TOML keys
 _MISSING: Any = object()
 _TYPE_NAMES = {bool: "a boolean (true or false)", int: "an integer", str: "a string"}
@@ -132,7 +132,7 @@ class _Validator:
         if origin is tuple:
             return self.sequence(tp, raw, kp)
         if dataclasses.is_dataclass(tp):
-            return self.table(tp, raw, kp, tp())  # type: ignore[arg-type]
+            return self.table(tp, raw, kp, tp())  # type: ignore[operator, arg-type]
         if isinstance(tp, type) and issubclass(tp, StrEnum):
             return self.enum(tp, raw, kp)
         if type(raw) is tp:
