@@ -1,4 +1,4 @@
-"""What the config file looked like when it was read: mtime, size and digest.
+"""What the config file looked like when it was read: mtime, size and content.
 
 `load()` remembers a stamp per path; a later write compares the file on disk
 against it and refuses to overwrite an edit made in between (another aivm, an

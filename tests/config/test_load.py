@@ -172,3 +172,16 @@ def test_loads_without_path_says_config() -> None:
     with pytest.raises(ConfigError) as err:
         load.loads("[[vms]]\nname = 'a'\ncpus = -1\n")
     assert err.value.message.startswith("<config>:3: ")
+
+
+def test_load_path_does_not_import_tomlkit(cfg_path: Path) -> None:
+    import subprocess
+    import sys
+
+    write(cfg_path, GOOD)
+    code = ("import sys; from pathlib import Path; from aivm.config import load; "
+            f"cfg = load.load(Path({str(cfg_path)!r})); load.resolve_vm(cfg); "
+            "assert 'tomlkit' not in sys.modules, 'tomlkit imported'; print(cfg.vms[0].name)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[2], check=True)
+    assert out.stdout == "dev\n"
