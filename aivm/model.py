@@ -35,8 +35,11 @@ def declared_graph(app: App, vms: tuple[str, ...]) -> Graph:
     from aivm.graph.graph import merge
 
     cfg = app.config(implicit=True)
-    chosen = [_vm(cfg, name) for name in vms] if vms else list(cfg.vms)
-    return merge(vm_graph(cfg, vm, accel=accel_probe.choose(vm.accel).kind) for vm in chosen)
+    from aivm.config.resolve import with_host_ids
+
+    chosen = [with_host_ids(_vm(cfg, name)) for name in vms] if vms else [
+        with_host_ids(vm) for vm in cfg.vms]
+    return merge(vm_graph(cfg, vm, accel=accel_probe.choose(vm.accel).accel.value) for vm in chosen)
 
 
 def _vm(cfg: Config, name: str):  # type: ignore[no-untyped-def]

@@ -52,7 +52,8 @@ class App:
 
     @property
     def connect_uri(self) -> str:
-        return self.connect or os.environ.get("AIVM_CONNECT") or "qemu:///system"
+        return (self.connect or os.environ.get("AIVM_LIBVIRT_URI")
+                or os.environ.get("LIBVIRT_DEFAULT_URI") or "qemu:///system")
 
     def config(self, *, implicit: bool = False) -> Config:
         """The loaded config; with `implicit`, create a default one when there is none."""

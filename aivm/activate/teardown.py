@@ -1,0 +1,60 @@
+"""`aivm down` and `aivm destroy`.
+
+destroy = stop, undefine, remove the writable disk and the VM's gc roots; the
+store is untouched (`aivm gc` frees it). The network and its firewall go too
+when no other defined VM uses the network.
+"""
+
+from __future__ import annotations
+
+from aivm import paths
+from aivm.activate import firewall, live
+from aivm.activate import plan as plans
+from aivm.activate.disk import disk_path, needs_root
+from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
+from aivm.config.schema import Config, Vm
+from aivm.graph.store import Store
+from aivm.recipes.nft_ruleset import table_name
+from aivm.run import Cmd
+
+
+def destroy_plan(conn: live.Conn, store: Store, cfg: Config, vm: Vm) -> Plan:
+    return plans.of(
+        live.remove_domain_plan(conn, vm.name),
+        _remove_state(vm),
+        _release_roots(store, vm),
+        _network_if_unused(conn, cfg, vm),
+    )
+
+
+def _remove_state(vm: Vm) -> Step | None:
+    state = paths.vm_state_dir(vm.name)
+    if not state.exists():
+        return None
+    root = needs_root(disk_path(vm.name))
+    return Step(f"Remove the writable disk of VM {vm.name}",
+                "the guest's changes go with the VM; the store keeps the pristine image",
+                (Action.command(Cmd.of("rm", "-rf", "--", str(state), root=root,
+                                       meaning=f"delete {state} (disk, console log)")),),
+                Privilege.ROOT if root else Privilege.USER,
+                Effect.SYSTEM_WRITE if root else Effect.USER_WRITE)
+
+
+def _release_roots(store: Store, vm: Vm) -> Step | None:
+    prefix = f"{vm.name}--"
+    if not any(name.startswith(prefix) for name in store.roots()):
+        return None
+    return Step(f"Release the store entries of VM {vm.name}",
+                "`aivm gc` may then remove what no other VM uses",
+                (Action.api(f"remove the gc roots {prefix}*", f"rm {store.root}/roots/{prefix}*",
+                            lambda: store.remove_roots(prefix)),),
+                Privilege.USER, Effect.USER_WRITE)
+
+
+def _network_if_unused(conn: live.Conn, cfg: Config, vm: Vm) -> Plan | str:
+    others = [o.name for o in cfg.vms if o.name != vm.name and o.network == vm.network
+              and live.read_domain(conn, o.name).exists]
+    if others:
+        return f"network {vm.network}: kept, used by {', '.join(others)}"
+    return plans.of(firewall.remove_plan(vm.network, table_name(vm.network)),
+                    live.remove_network_plan(conn, vm.network))

@@ -1,0 +1,155 @@
+"""`aivm up`: build a VM's graph, then make libvirt and nft match the store.
+
+The plan, in order: let the hypervisor read the store (only when it cannot),
+the network, its firewall, the VM's writable disk, the domain, and the gc
+roots of the VM's store entries. Each part compares the live state with
+the desired store path and contributes steps only when they differ, so a
+second `aivm up` is "nothing to do".
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aivm import paths
+from aivm.activate import disk, firewall, live
+from aivm.activate import plan as plans
+from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
+from aivm.config.schema import Network, Vm
+from aivm.errors import AivmError
+from aivm.graph.scheduler import NodeState
+from aivm.graph.store import Store
+from aivm.guest import ssh
+from aivm.recipes.nft_ruleset import table_name
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """A VM's built store entries, by role."""
+
+    vm: Vm
+    network: Network
+    states: Mapping[str, NodeState]
+
+    def entry(self, node: str) -> Path:
+        return self.states[node].path
+
+    @property
+    def domain_xml(self) -> Path:
+        return self.entry(f"{self.vm.name}.domain") / "domain.xml"
+
+    @property
+    def network_xml(self) -> Path:
+        return self.entry(f"net.{self.network.name}") / "network.xml"
+
+    @property
+    def ruleset(self) -> Path | None:
+        node = f"net.{self.network.name}.nft"
+        return self.entry(node) / "ruleset.nft" if node in self.states else None
+
+    @property
+    def overlay(self) -> Path:
+        return self.entry(f"{self.vm.name}.overlay") / "disk.qcow2"
+
+    def hypervisor_files(self) -> list[Path]:
+        """Every store file QEMU opens: the overlay, its base, the seed, kernel and initrd."""
+        out = []
+        for node in (f"{self.vm.name}.overlay", f"{self.vm.name}.seed", f"image.{self.vm.image}"):
+            out += sorted(p for p in self.entry(node).iterdir() if p.name != "manifest.json")
+        return out
+
+
+def root_name(vm: str, node: str) -> str:
+    return f"{vm}--{node}"
+
+
+def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = False) -> Plan:
+    name = art.vm.name
+    domain_xml = art.domain_xml.read_text()
+    current = live.read_domain(conn, name)
+    return plans.of(
+        _access(art),
+        live.network_plan(conn, art.network_xml.read_text(), str(art.network_xml.parent)),
+        _firewall(art),
+        _stop_for_recreate(conn, name) if recreate and current.active else None,
+        disk.disk_plan(name, art.overlay, recreate=recreate),
+        _domain(conn, art, domain_xml, current, recreate),
+        _roots(store, art),
+    )
+
+
+def _access(art: Artifacts) -> Step | None:
+    user = disk.hypervisor_user()
+    return disk.access_step(disk.unreadable(art.hypervisor_files(), user), user)
+
+
+def _firewall(art: Artifacts) -> Plan | str:
+    if art.ruleset is None:
+        return f"firewall of network {art.network.name}: disabled in the config"
+    node = art.states[f"net.{art.network.name}.nft"]
+    return firewall.apply_plan(art.network.name, table_name(art.network.name), art.ruleset,
+                               node.key)
+
+
+def _stop_for_recreate(conn: live.Conn, name: str) -> Step:
+    return Step(f"Power off VM {name}", "--recreate replaces its disk; the old one is discarded",
+                (live.destroy_domain(conn, name),))
+
+
+def _domain(conn: live.Conn, art: Artifacts, xml: str, current: live.DomainState,
+            recreate: bool) -> Plan:
+    source = str(art.domain_xml.parent)
+    if recreate and current.active and current.key == live.desired_key(xml, source):
+        name = art.vm.name
+        return plans.of(Step(f"Start VM {name}", "it boots from its fresh disk",
+                             (live.start_domain(conn, name),)))
+    return live.domain_plan(conn, xml, source)
+
+
+def _roots(store: Store, art: Artifacts) -> Step | None:
+    wanted = {root_name(art.vm.name, n): s.path for n, s in art.states.items()}
+    have = store.roots()
+    if all(have.get(r) == p for r, p in wanted.items()):
+        return None
+    actions = tuple(Action.api(f"keep {p.name} while VM {art.vm.name} exists",
+                               f"symlink {store.root}/roots/{r} -> {p}",
+                               lambda r=r, p=p: store.add_root(r, p))
+                    for r, p in sorted(wanted.items()) if have.get(r) != p)
+    return Step(f"Record the store entries of VM {art.vm.name} as gc roots",
+                "gc must not remove what a defined VM uses", actions,
+                Privilege.USER, Effect.USER_WRITE)
+
+
+# ---- waiting for the guest ---------------------------------------------------------------
+
+def target(vm: Vm, ip: str) -> ssh.Target:
+    return ssh.Target(vm.name, vm.user, ip, Path(vm.ssh_privkey).expanduser())
+
+
+def wait_ready(conn: live.Conn, vm: Vm, mac: str, *, timeout: float,
+               on_phase: Callable[[str, float], None]) -> ssh.Target:
+    """Wait for the DHCP lease, then ssh, then cloud-init; record the IP."""
+    started = time.monotonic()
+    deadline = started + timeout
+    on_phase("lease", 0.0)
+    ip = _wait_lease(conn, vm.network, mac, deadline)
+    ssh.record_ip(vm.name, ip, mac)
+    tgt = target(vm, ip)
+    ssh.wait(tgt, deadline=deadline,
+             on_tick=lambda phase: on_phase(phase, time.monotonic() - started))
+    on_phase("ready", time.monotonic() - started)
+    return tgt
+
+
+def _wait_lease(conn: live.Conn, network: str, mac: str, deadline: float) -> str:
+    while time.monotonic() < deadline:
+        ip = live.lease_ip(conn, network, mac)
+        if ip:
+            return ip
+        time.sleep(1.0)
+    raise AivmError(f"no DHCP lease for {mac} on network {network} in time",
+                    hint="the guest may not have booted: see its console log "
+                         f"under {paths.state_root()}", reason="lease-timeout")

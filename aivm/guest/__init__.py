@@ -1,0 +1,1 @@
+"""The guest as a workplace: ssh, ssh_config, attachments, VS Code, settings sync."""

@@ -1,0 +1,120 @@
+"""ssh to a guest: one option set, shared by `aivm ssh`, the waits and ssh_config.
+
+Every VM has its own known_hosts file under the user state dir, and
+`StrictHostKeyChecking accept-new`: the first key a fresh guest shows is
+recorded, a changed key afterwards is refused. Re-creating a VM gives it new
+host keys, so `aivm up --recreate` and `aivm destroy` forget the old ones.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aivm import paths
+from aivm.errors import AivmError
+from aivm.run import Cmd, run
+
+
+@dataclass(frozen=True)
+class Target:
+    vm: str
+    user: str
+    host: str
+    identity: Path
+
+    @property
+    def alias(self) -> str:
+        return f"aivm-{self.vm}"
+
+
+def known_hosts(vm: str) -> Path:
+    return paths.user_state_dir() / "known_hosts" / vm
+
+
+def forget_host_keys(vm: str) -> None:
+    known_hosts(vm).unlink(missing_ok=True)
+
+
+def options(target: Target, *, batch: bool = True, connect_timeout: int = 5) -> list[str]:
+    kh = known_hosts(target.vm)
+    kh.parent.mkdir(parents=True, exist_ok=True)
+    opts = ["-i", str(target.identity), "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={kh}", "-o", "StrictHostKeyChecking=accept-new",
+            "-o", f"ConnectTimeout={connect_timeout}", "-o", "LogLevel=ERROR"]
+    if batch:
+        opts += ["-o", "BatchMode=yes"]
+    return opts
+
+
+def command(target: Target, remote: Sequence[str] = (), *, tty: bool = False,
+            batch: bool = True, meaning: str = "") -> Cmd:
+    """The ssh Cmd; runs inside AIVM_NETNS when set (the guest network lives there)."""
+    argv = ["ssh", *options(target, batch=batch), *(["-t"] if tty else []),
+            f"{target.user}@{target.host}", *remote]
+    return Cmd.of(*argv, meaning=meaning or f"run a command in {target.vm} over ssh",
+                  in_netns=True)
+
+
+def check(target: Target, *, timeout: float = 15) -> bool:
+    result = run(command(target, ["true"], meaning="probe ssh"), check=False, timeout=timeout)
+    return result.ok
+
+
+def wait(target: Target, *, deadline: float, on_tick: Callable[[str], None] | None = None,
+         interval: float = 2.0) -> None:
+    """Wait until ssh answers and cloud-init has finished (it restarts sshd: REALSTACK P4)."""
+    phase = "ssh"
+    while time.monotonic() < deadline:
+        if on_tick:
+            on_tick(phase)
+        if phase == "ssh" and check(target):
+            phase = "cloud-init"
+        if phase == "cloud-init":
+            res = run(command(target, ["cloud-init", "status", "--wait"],
+                              meaning="wait for cloud-init"), check=False, timeout=300)
+            if res.ok or "status: done" in res.stdout:
+                return
+            if "status: error" in res.stdout:
+                raise AivmError(f"cloud-init reported an error in {target.vm}: {res.stdout.strip()}",
+                                hint=f"look at the console log: aivm status {target.vm} --detail",
+                                reason="cloud-init-error")
+            phase = "ssh"  # sshd was restarted under us: probe again
+        time.sleep(interval)
+    raise AivmError(f"{target.vm} did not answer ssh in time",
+                    hint="see the serial console log under the VM's state dir "
+                         "(`aivm status --detail` shows its path)", reason="ssh-timeout")
+
+
+def ssh_config_block(target: Target) -> str:
+    """A Host block usable by OpenSSH and VS Code Remote-SSH."""
+    return "\n".join([
+        f"Host {target.alias}",
+        f"    HostName {target.host}",
+        f"    User {target.user}",
+        f"    IdentityFile {target.identity}",
+        "    IdentitiesOnly yes",
+        f"    UserKnownHostsFile {known_hosts(target.vm)}",
+        "    StrictHostKeyChecking accept-new",
+        "",
+    ])
+
+
+def record_ip(vm: str, ip: str, mac: str) -> None:
+    path = paths.user_state_dir() / "vms" / f"{vm}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"ip": ip, "mac": mac, "recorded": time.time()}))
+    tmp.replace(path)
+
+
+def recorded_ip(vm: str) -> str | None:
+    try:
+        data = json.loads((paths.user_state_dir() / "vms" / f"{vm}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    ip = data.get("ip")
+    return ip if isinstance(ip, str) else None
