@@ -135,7 +135,7 @@ def wait_ready(conn: live.Conn, vm: Vm, mac: str, *, timeout: float,
     started = time.monotonic()
     deadline = started + timeout
     on_phase("lease", 0.0)
-    ip = _wait_lease(conn, vm.network, mac, deadline)
+    ip = wait_lease(conn, vm.network, mac, deadline)
     ssh.record_ip(vm.name, ip, mac)
     tgt = target(vm, ip)
     ssh.wait(tgt, deadline=deadline,
@@ -144,7 +144,7 @@ def wait_ready(conn: live.Conn, vm: Vm, mac: str, *, timeout: float,
     return tgt
 
 
-def _wait_lease(conn: live.Conn, network: str, mac: str, deadline: float) -> str:
+def wait_lease(conn: live.Conn, network: str, mac: str, deadline: float) -> str:
     while time.monotonic() < deadline:
         ip = live.lease_ip(conn, network, mac)
         if ip:

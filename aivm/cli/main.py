@@ -55,23 +55,32 @@ def cli(ctx: click.Context, config_path: str | None, store_path: str | None, con
     logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
 
 
+@click.group("vm", cls=AivmGroup, context_settings=CONTEXT)
+def vm_group() -> None:
+    """The seed's `aivm vm ...` commands (aliases of the top-level ones)."""
+
+
 def _register() -> None:
-    from aivm.cli import build_cmd, gc_cmd, graph_cmd
+    from aivm.cli import (build_cmd, config_cmd, gc_cmd, graph_cmd, help_cmd, host_cmd,
+                          lifecycle_cmd, ssh_cmd, status_cmd, workplace_cmd)
 
-    for command in (build_cmd.build, graph_cmd.graph, gc_cmd.gc):
+    top = (build_cmd.build, graph_cmd.graph, gc_cmd.gc, config_cmd.config, lifecycle_cmd.up,
+           lifecycle_cmd.down, lifecycle_cmd.destroy, lifecycle_cmd.restart, status_cmd.status,
+           status_cmd.list_, ssh_cmd.ssh)
+    aliases = {"up": lifecycle_cmd.up, "create": lifecycle_cmd.up, "down": lifecycle_cmd.down,
+               "restart": lifecycle_cmd.restart, "delete": lifecycle_cmd.destroy,
+               "destroy": lifecycle_cmd.destroy, "status": status_cmd.status,
+               "list": status_cmd.list_, "ssh": ssh_cmd.ssh, "ssh_config": ssh_cmd.ssh_config,
+               "wait_ip": ssh_cmd.wait_ip}
+    for module in (workplace_cmd, host_cmd, help_cmd):
+        top += tuple(module.TOP)
+        aliases.update(module.VM_ALIASES)
+    for command in top:
         cli.add_command(command)
-    for module, name in _OPTIONAL:
-        try:
-            mod = __import__(f"aivm.cli.{module}", fromlist=[name])
-        except ImportError as exc:
-            if f"aivm.cli.{module}" not in str(exc):
-                raise
-            continue
-        cli.add_command(getattr(mod, name))
+    for name, command in aliases.items():
+        vm_group.add_command(command, name)
+    cli.add_command(vm_group)
 
-
-# command modules written by later work; registered when present
-_OPTIONAL: list[tuple[str, str]] = [("config_cmd", "config")]
 
 _register()
 

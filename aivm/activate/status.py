@@ -1,0 +1,112 @@
+"""Declared against live: what `aivm status` reports for one VM.
+
+Unprivileged by default; the firewall (nft) is only probed with `sudo`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from aivm.activate import disk, firewall, live
+from aivm.config.schema import Network, Vm
+from aivm.config.to_graph import mac_address
+from aivm.graph.scheduler import NodeState
+from aivm.guest import ssh
+from aivm.recipes.nft_ruleset import table_name
+
+
+@dataclass(frozen=True)
+class VmStatus:
+    vm: str
+    stale_nodes: tuple[str, ...]
+    network: str
+    network_state: str          # missing | stopped | active
+    network_current: bool
+    firewall: str               # disabled | not checked | applied | outdated | missing
+    domain_state: str           # missing | stopped | running
+    domain_current: bool
+    drift: tuple[str, ...]
+    disk: str
+    disk_exists: bool
+    ip: str | None
+    ssh: str                    # reachable | unreachable | not checked
+    console_log: str
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def vm_status(conn: live.Conn, vm: Vm, network: Network, states: Mapping[str, NodeState], *,
+              sudo: bool, probe_ssh: bool) -> VmStatus:
+    dom_node = states[f"{vm.name}.domain"]
+    net_node = states[f"net.{network.name}"]
+    dom = live.read_domain(conn, vm.name)
+    net = live.read_network(conn, network.name)
+    ip = live.lease_ip(conn, network.name, mac_address(vm.name)) if dom.active else None
+    path = disk.disk_path(vm.name)
+    return VmStatus(
+        vm=vm.name, stale_nodes=tuple(n for n, s in states.items() if not s.cached),
+        network=network.name, network_state=_state(net.exists, net.active, "active"),
+        network_current=net.key == net_node.key,
+        firewall=_firewall(network, states, sudo),
+        domain_state=_state(dom.exists, dom.active, "running"),
+        domain_current=dom.key == dom_node.key, drift=_drift(dom, dom_node),
+        disk=str(path), disk_exists=path.exists(), ip=ip,
+        ssh=_ssh(vm, ip) if probe_ssh else "not checked",
+        console_log=str(path.parent / "console.log"))
+
+
+def _state(exists: bool, active: bool, on: str) -> str:
+    return on if active else "stopped" if exists else "missing"
+
+
+def _firewall(network: Network, states: Mapping[str, NodeState], sudo: bool) -> str:
+    node = states.get(f"net.{network.name}.nft")
+    if node is None:
+        return "disabled"
+    if not sudo:
+        return "not checked (use --sudo)"
+    if not firewall.table_exists(table_name(network.name)):
+        return "missing"
+    return "applied" if firewall.applied_key(network.name) == node.key else "outdated"
+
+
+def _drift(dom: live.DomainState, node: NodeState) -> tuple[str, ...]:
+    if not dom.exists or dom.key == node.key:
+        return ()
+    xml = node.path / "domain.xml"
+    if not xml.is_file():
+        return ("the config changed since the last build: `aivm up` rebuilds and applies it",)
+    return tuple(d.line for d in live.drift(live.parse_domain(xml.read_text()), dom)) or (
+        "the definition differs from the store (same resources)",)
+
+
+def _ssh(vm: Vm, ip: str | None) -> str:
+    if not ip:
+        return "unreachable"
+    from aivm.activate.up import target
+
+    return "reachable" if ssh.check(target(vm, ip), timeout=10) else "unreachable"
+
+
+def render(s: VmStatus, *, detail: bool) -> str:
+    ok = "up to date"
+    lines = [
+        f"VM {s.vm}",
+        f"  graph:    {len(s.stale_nodes)} stale node(s)"
+        + (f": {', '.join(s.stale_nodes)}" if s.stale_nodes else ""),
+        f"  network:  {s.network} {s.network_state}"
+        + ("" if s.network_state == "missing" else f", {ok if s.network_current else 'outdated'}"),
+        f"  firewall: {s.firewall}",
+        f"  domain:   {s.domain_state}"
+        + ("" if s.domain_state == "missing" else f", {ok if s.domain_current else 'drifted'}"),
+    ]
+    lines += [f"    drift: {d}" for d in s.drift]
+    lines += [f"  disk:     {s.disk}{'' if s.disk_exists else ' (missing)'}",
+              f"  ip:       {s.ip or '-'}", f"  ssh:      {s.ssh}"]
+    if detail:
+        lines.append(f"  console:  {s.console_log}")
+    return "\n".join(lines)

@@ -1,0 +1,114 @@
+"""`aivm up`, `down`, `destroy`, `restart`: a VM's life on libvirt."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from aivm.cli.app import App
+from aivm.cli.options import approval, vm_argument
+from aivm.cli.session import Session
+from aivm.cli.session import vm_name as vm_name_of
+
+
+@click.command()
+@vm_argument
+@approval
+@click.option("--recreate", is_flag=True,
+              help="Throw the VM's disk away and take a fresh one from the store (fast).")
+@click.option("--timeout", type=float, default=900.0, show_default=True,
+              help="Seconds to wait for the guest's ssh.")
+@click.option("--no-wait", is_flag=True, help="Do not wait for ssh.")
+@click.option("--json", "as_json", is_flag=True, help="Report as JSON on stdout.")
+@click.pass_obj
+def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
+       yes_sudo: bool, recreate: bool, timeout: float, no_wait: bool, as_json: bool) -> None:
+    """Build the VM's graph (stale nodes only), activate it on libvirt, wait for ssh."""
+    started = time.monotonic()
+    session = Session.open(app, vm_name_of(vm_name, vm_opt), implicit=True)
+    session.warn_accel()
+    report = session.build(quiet=as_json)
+    built_at = time.monotonic()
+    from aivm.activate import up as activation
+
+    art = session.artifacts(report)
+    plan = activation.plan_up(session.conn(), app.store(), art, recreate=recreate)
+    outcome = session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    result = {"vm": session.vm.name, "built": report.built, "dry_run": dry_run,
+              "steps": [s.title for s in plan.steps], "notes": list(plan.notes),
+              "ran": [title for title, _ in outcome.ran], "build_seconds": built_at - started}
+    if not dry_run and not no_wait:
+        result.update(_wait(session, art, timeout, recreate, quiet=as_json))
+    result["seconds"] = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+
+
+def _wait(session: Session, art, timeout: float, recreate: bool,  # type: ignore[no-untyped-def]
+          *, quiet: bool) -> dict[str, object]:
+    from aivm.activate import up as activation
+    from aivm.cli.waiting import PhaseDisplay
+    from aivm.config.to_graph import mac_address
+    from aivm.guest import ssh
+
+    if recreate:
+        ssh.forget_host_keys(session.vm.name)
+    with PhaseDisplay(session.vm.name, enabled=not quiet) as display:
+        tgt = activation.wait_ready(session.conn(), session.vm, mac_address(session.vm.name),
+                                    timeout=timeout, on_phase=display.phase)
+    if not quiet:
+        click.echo(f"VM {session.vm.name} is ready at {tgt.host}: `aivm ssh {session.vm.name}`")
+    return {"ip": tgt.host, "ready_seconds": display.elapsed}
+
+
+@click.command()
+@vm_argument
+@approval
+@click.option("--timeout", type=float, default=60.0, show_default=True,
+              help="Seconds of ACPI shutdown before the VM is powered off.")
+@click.pass_obj
+def down(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
+         yes_sudo: bool, timeout: float) -> None:
+    """Shut the VM down (ACPI, then power off after --timeout)."""
+    from aivm.activate import live
+
+    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    plan = live.stop_plan(session.conn(), session.vm.name, timeout)
+    session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+
+
+@click.command()
+@vm_argument
+@approval
+@click.pass_obj
+def destroy(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
+            yes_sudo: bool) -> None:
+    """Stop and undefine the VM, remove its disk and gc roots (the store is kept)."""
+    from aivm.activate import teardown
+    from aivm.guest import ssh
+
+    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    plan = teardown.destroy_plan(session.conn(), app.store(), session.cfg, session.vm)
+    session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    if not dry_run:
+        ssh.forget_host_keys(session.vm.name)
+
+
+@click.command()
+@vm_argument
+@approval
+@click.pass_obj
+def restart(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
+            yes_sudo: bool) -> None:
+    """Shut the VM down and start it again."""
+    from aivm.activate import live
+    from aivm.activate import plan as plans
+    from aivm.activate.plan import Step
+
+    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    conn, name = session.conn(), session.vm.name
+    plan = plans.of(Step(f"Restart VM {name}", "asked to restart it",
+                         (live.shutdown_domain(conn, name), live.start_domain(conn, name))))
+    session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)

@@ -1,0 +1,81 @@
+"""`aivm ssh`, `aivm vm ssh_config`, `aivm vm wait_ip`."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from aivm.cli.app import App
+from aivm.cli.options import vm_argument
+from aivm.cli.session import Session
+from aivm.cli.session import vm_name as vm_name_of
+from aivm.errors import AivmError
+
+
+def guest_target(session: Session):  # type: ignore[no-untyped-def]
+    """The ssh target of a running VM: its live DHCP lease, else the recorded IP."""
+    from aivm.activate import live
+    from aivm.activate.up import target
+    from aivm.config.to_graph import mac_address
+    from aivm.guest import ssh
+
+    vm = session.vm
+    state = live.read_domain(session.conn(), vm.name)
+    if not state.active:
+        raise AivmError(f"VM {vm.name} is not running", hint=f"start it: aivm up {vm.name}",
+                        reason="vm-not-running")
+    ip = live.lease_ip(session.conn(), vm.network, mac_address(vm.name)) or ssh.recorded_ip(vm.name)
+    if not ip:
+        raise AivmError(f"VM {vm.name} has no IP address yet",
+                        hint=f"wait for it: aivm vm wait_ip {vm.name}", reason="no-ip")
+    return target(vm, ip)
+
+
+@click.command(context_settings={"ignore_unknown_options": True})
+@click.argument("vm_name", metavar="[VM|.]", required=False)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--vm", "vm_opt", metavar="VM", help="The VM (same as the argument).")
+@click.pass_obj
+def ssh(app: App, vm_name: str | None, command: tuple[str, ...], vm_opt: str | None) -> None:
+    """Open a shell in the VM, or run COMMAND there (`aivm ssh VM -- cmd args`).
+
+    `.` means the VM of the current folder.
+    """
+    from aivm.guest import ssh as guest_ssh
+    from aivm.run import run_foreground
+
+    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    tgt = guest_target(session)
+    cmd = guest_ssh.command(tgt, list(command), tty=not command and sys.stdin.isatty(),
+                            batch=False, meaning=f"ssh to {tgt.vm}")
+    sys.exit(run_foreground(cmd))
+
+
+@click.command("ssh_config")
+@vm_argument
+@click.pass_obj
+def ssh_config(app: App, vm_name: str | None, vm_opt: str | None) -> None:
+    """Print a Host block for ~/.ssh/config (OpenSSH and VS Code Remote-SSH)."""
+    from aivm.guest import ssh as guest_ssh
+
+    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    click.echo(guest_ssh.ssh_config_block(guest_target(session)), nl=False)
+
+
+@click.command("wait_ip")
+@vm_argument
+@click.option("--timeout", type=float, default=600.0, show_default=True)
+@click.pass_obj
+def wait_ip(app: App, vm_name: str | None, vm_opt: str | None, timeout: float) -> None:
+    """Wait until the VM has a DHCP lease; print its IP."""
+    import time
+
+    from aivm.activate import up as activation
+    from aivm.config.to_graph import mac_address
+
+    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    deadline = time.monotonic() + timeout
+    ip = activation.wait_lease(session.conn(), session.vm.network,
+                                mac_address(session.vm.name), deadline)
+    click.echo(ip)
