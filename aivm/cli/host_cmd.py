@@ -1,9 +1,279 @@
-"""`aivm host ...`: doctor, install_deps, image_fetch, net, fw."""
+"""`aivm host ...`: doctor, install_deps, image_fetch, net, fw; and `aivm vm update`."""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
 import click
 
+from aivm.cli.app import App
+from aivm.cli.options import approval, vm_argument
+from aivm.cli.session import vm_name as vm_name_of
+
+if TYPE_CHECKING:
+    from aivm.activate.plan import Plan
+    from aivm.config.schema import Config, Network
+    from aivm.graph.graph import Graph
+    from aivm.graph.scheduler import BuildReport, NodeState
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+@click.group("host", context_settings=CONTEXT)
+def host() -> None:
+    """Check and prepare this host: doctor, packages, base images, networks, firewalls."""
+
+
+@host.command()
+@click.option("--sudo", is_flag=True, help="Also run privileged probes (the firewall tables).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable (docs/json.md).")
+@click.pass_context
+def doctor(ctx: click.Context, sudo: bool, as_json: bool) -> None:
+    """Check what aivm needs here; a fix for each problem. Exits 1 when a required check fails."""
+    from aivm.host import doctor as checks
+
+    app: App = ctx.obj
+    report = checks.run(checks.Inputs(app.connect_uri, app.store().root, app.config_path, sudo))
+    click.echo(json.dumps(report.to_json(), indent=2) if as_json else checks.render(report))
+    if not report.ok:
+        ctx.exit(1)
+
+
+@host.command("install_deps")
+@approval
+@click.pass_obj
+def install_deps(app: App, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
+    """Install the Debian/Ubuntu packages aivm needs (one previewed root step)."""
+    from aivm.host import deps
+
+    plan = deps.install_plan(deps.missing())
+    if plan.is_empty:
+        click.echo("\n".join(plan.notes))
+        return
+    _execute(app, plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+
+
+@host.command("image_fetch")
+@click.argument("image", required=False)
+@click.pass_obj
+def image_fetch(app: App, image: str | None) -> None:
+    """Fetch (or build) IMAGE and verify it: only the base-image node (default: the VM's image)."""
+    from aivm.config.to_graph import image_node
+    from aivm.graph.graph import Graph
+
+    cfg = app.config(implicit=True)
+    chosen = cfg.image(image or _default_vm_field(cfg, "image"))
+    if chosen is None:
+        from aivm.errors import ConfigError
+
+        known = ", ".join(i.name for i in cfg.images) or "none besides the default"
+        raise ConfigError(f"no image named {image!r} (declared: {known})",
+                          hint="add an [[images]] entry, or name a declared one",
+                          reason="unknown-image")
+    node = image_node(cfg, chosen)
+    report = _build(app, Graph([node]), (node.name,))
+    state = report.states[node.name]
+    pin = f"sha256 {node.fixed_output} verified" if node.fixed_output else f"key {state.key[:16]}"
+    verb = f"built in {report.seconds[node.name]:.1f} s" if node.name in report.built \
+        else "already in the store"
+    click.echo(f"image {chosen.name}: {verb} ({pin})\n  {state.path}")
+
+
+def _default_vm_field(cfg: Config, field: str) -> str:
+    """`field` of the VM a bare command means (active, only), else of [defaults]."""
+    from pathlib import Path
+
+    from aivm.config.resolve import resolve_vm
+    from aivm.errors import ConfigError
+
+    try:
+        return str(getattr(resolve_vm(cfg, None, Path.cwd()), field))
+    except ConfigError:
+        return str(getattr(cfg.defaults, field))
+
+
+# ---- networks and firewalls ------------------------------------------------------------------
+
+@host.group("net", context_settings=CONTEXT)
+def net() -> None:
+    """A declared libvirt network: create, status, destroy (default: the VM's network)."""
+
+
+network_argument = click.argument("network", required=False)
+
+
+@net.command("create")
+@network_argument
+@approval
+@click.pass_obj
+def net_create(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
+    """Build the network's node and define + start it (redefine it when outdated)."""
+    from aivm.host import network as nets
+
+    cfg, netw = _network(app, network)
+    states = _build(app, nets.graph(netw), nets.node_names(netw)[:1]).states
+    conn = _conn(app)
+    _execute(app, nets.create_plan(conn, states, netw), yes=yes, yes_sudo=yes_sudo,
+             dry_run=dry_run)
+    if not dry_run:
+        click.echo(nets.net_status(conn, states, netw).render())
+
+
+@net.command("status")
+@network_argument
+@click.pass_obj
+def net_status(app: App, network: str | None) -> None:
+    """The network's live state against the store, and the VMs on it."""
+    from aivm.host import network as nets
+
+    cfg, netw = _network(app, network)
+    states = _resolve(app, nets.graph(netw))
+    click.echo(nets.net_status(_conn(app), states, netw).render())
+
+
+@net.command("destroy")
+@network_argument
+@approval
+@click.option("--force", is_flag=True, help="Even while VMs are defined on it.")
+@click.pass_obj
+def net_destroy(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo: bool,
+                force: bool) -> None:
+    """Stop and undefine the network; refused while VMs use it unless --force."""
+    from aivm.host import network as nets
+
+    _, netw = _network(app, network)
+    plan = nets.destroy_plan(_conn(app), netw.name, force=force)
+    _execute(app, plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+
+
+@host.group("fw", context_settings=CONTEXT)
+def fw() -> None:
+    """A network's nft firewall: apply, status, remove (default: the VM's network)."""
+
+
+@fw.command("apply")
+@network_argument
+@approval
+@click.pass_obj
+def fw_apply(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
+    """Build the network's ruleset node and load it with one `nft -f` (as root)."""
+    from aivm.host import network as nets
+
+    _, netw = _network(app, network)
+    states = _build(app, nets.graph(netw), nets.node_names(netw))
+    _execute(app, nets.apply_plan(states.states, netw), yes=yes, yes_sudo=yes_sudo,
+             dry_run=dry_run)
+    if not dry_run:
+        click.echo(nets.fw_status(states.states, netw))
+
+
+@fw.command("status")
+@network_argument
+@click.pass_obj
+def fw_status(app: App, network: str | None) -> None:
+    """Whether the network's nft table is applied and is the store's ruleset (runs nft as root)."""
+    from aivm.host import network as nets
+
+    _, netw = _network(app, network)
+    click.echo(nets.fw_status(_resolve(app, nets.graph(netw)), netw))
+
+
+@fw.command("remove")
+@network_argument
+@approval
+@click.pass_obj
+def fw_remove(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
+    """Delete the network's nft table (guests then reach whatever NAT reaches)."""
+    from aivm.host import network as nets
+
+    _, netw = _network(app, network)
+    _execute(app, nets.remove_plan(netw), yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+
+
+# ---- aivm vm update --------------------------------------------------------------------------
+
+@click.command("update")
+@vm_argument
+@approval
+@click.option("--restart", type=click.Choice(["auto", "always", "never"]), default="auto",
+              show_default=True, help="Restart a running VM: when a change needs it, whenever "
+                                      "something changes, or never (a note says what waits).")
+@click.option("--json", "as_json", is_flag=True, help="Report as JSON on stdout.")
+@click.pass_obj
+def update(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
+           yes_sudo: bool, restart: str, as_json: bool) -> None:
+    """Reconcile a defined VM with its config: cpus, memory, disk growth, network, firewall."""
+    from aivm.activate import update as reconcile
+    from aivm.cli.session import Session
+
+    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    art = session.artifacts(session.build(quiet=as_json))
+    result = reconcile.plan_update(session.conn(), app.store(), art,
+                                   restart=reconcile.Restart(restart))
+    outcome = session.execute(result.plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps({
+            "vm": session.vm.name, "dry_run": dry_run, "running": result.running,
+            "restarts": result.restarts, "changes": [c.to_json() for c in result.changes],
+            "steps": [s.title for s in result.plan.steps], "notes": list(result.plan.notes),
+            "ran": [title for title, _ in outcome.ran]}, indent=2))
+        return
+    for change in result.changes:
+        click.echo(change.line)
+    if not result.changes:
+        click.echo(f"VM {session.vm.name}: cpus, memory, disk and network match the config")
+
+
+# ---- shared helpers --------------------------------------------------------------------------
+
+def _network(app: App, name: str | None) -> tuple[Config, Network]:
+    from aivm.host import network as nets
+
+    cfg = app.config(implicit=True)
+    return cfg, nets.chosen(cfg, name)
+
+
+def _conn(app: App):  # type: ignore[no-untyped-def]
+    from aivm.activate import live
+
+    if "conn" not in app._cache:
+        app._cache["conn"] = live.connect(app.connect_uri)
+    return app._cache["conn"]
+
+
+def _resolve(app: App, graph: Graph) -> dict[str, NodeState]:
+    from aivm.graph import scheduler
+
+    return scheduler.resolve(graph, app.registry(), app.store(), app.statcache())
+
+
+def _build(app: App, graph: Graph, targets: Iterable[str]) -> BuildReport:
+    from aivm.cli import progress
+    from aivm.graph import scheduler
+
+    with progress.BuildProgress(enabled=True) as ui:
+        return scheduler.build(graph, app.registry(), app.store(), app.statcache(),
+                               targets=list(targets), jobs=os.cpu_count() or 2, on_event=ui.event)
+
+
+def _execute(app: App, plan: Plan, *, yes: bool, yes_sudo: bool, dry_run: bool) -> None:
+    """Preview, approve and run `plan` under the config's [behavior] (defaults without one)."""
+    from aivm.activate import approve
+    from aivm.config.schema import Behavior
+    from aivm.errors import ConfigError
+
+    try:
+        behavior = app.config().behavior
+    except ConfigError:
+        behavior = Behavior()
+    approve.execute(plan, approve.Policy(
+        yes=yes or app.yes, yes_sudo=yes_sudo or behavior.yes_sudo, dry_run=dry_run,
+        auto_approve_readonly_sudo=behavior.auto_approve_readonly_sudo))
+
+
 # Registered by aivm/cli/main.py: top-level commands, and `aivm vm NAME` aliases.
-TOP: list[click.Command] = []
-VM_ALIASES: dict[str, click.Command] = {}
+TOP: list[click.Command] = [host]
+VM_ALIASES: dict[str, click.Command] = {"update": update}

@@ -1,0 +1,1 @@
+"""The host aivm runs on: health checks, packages, networks by name."""

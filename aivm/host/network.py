@@ -1,0 +1,148 @@
+"""`aivm host net` and `aivm host fw`: one declared network and its firewall, by name.
+
+The network's nodes (`net.<name>`, `net.<name>.nft`) are built from the config
+alone, without any VM; activation reuses aivm.activate.live's network plans
+and aivm.activate.firewall's ruleset plans, so `aivm up` and these commands
+agree on what "up to date" means.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from aivm.activate import firewall, live
+from aivm.activate.plan import Plan
+from aivm.config.schema import Config, Network
+from aivm.errors import AivmError, ConfigError
+from aivm.graph.graph import Graph
+from aivm.graph.scheduler import NodeState
+from aivm.recipes.nft_ruleset import table_name
+
+
+def chosen(cfg: Config, name: str | None) -> Network:
+    """The named network, else the active (or only) VM's, else `[defaults] network`."""
+    if not name:
+        from aivm.config.resolve import resolve_vm
+
+        try:
+            name = resolve_vm(cfg, None, Path.cwd()).network
+        except ConfigError:
+            name = cfg.defaults.network
+    net = cfg.network(name)
+    if net is None:
+        known = ", ".join(n.name for n in cfg.networks) or "none"
+        raise ConfigError(f"no network named {name!r} (declared: {known})",
+                          hint="add a [[networks]] entry, or name a declared one",
+                          reason="unknown-network")
+    return net
+
+
+def node_names(net: Network) -> tuple[str, ...]:
+    nft = (f"net.{net.name}.nft",) if net.firewall.enabled else ()
+    return (f"net.{net.name}",) + nft
+
+
+def graph(net: Network) -> Graph:
+    from aivm.config.to_graph import network_node, nft_node
+
+    return Graph([network_node(net)] + ([nft_node(net)] if net.firewall.enabled else []))
+
+
+def users(conn: live.Conn, name: str) -> tuple[tuple[str, bool], ...]:
+    """(VM, running) for every defined domain with an interface on network `name`."""
+    found = []
+    for dom in conn.listAllDomains(0):
+        state = live.parse_domain(dom.XMLDesc(0))
+        if name in state.networks:
+            found.append((dom.name(), bool(dom.isActive())))
+    return tuple(sorted(found))
+
+
+def create_plan(conn: live.Conn, states: Mapping[str, NodeState], net: Network) -> Plan:
+    xml = states[f"net.{net.name}"].path / "network.xml"
+    return live.network_plan(conn, xml.read_text(), str(xml.parent))
+
+
+def destroy_plan(conn: live.Conn, name: str, *, force: bool) -> Plan:
+    using = users(conn, name)
+    if using and not force:
+        names = ", ".join(f"{vm} ({'running' if on else 'stopped'})" for vm, on in using)
+        raise AivmError(f"network {name} is used by {names}",
+                        hint="destroy those VMs first (`aivm destroy VM`), or pass --force "
+                             "(running VMs lose their link; stopped ones cannot start "
+                             "until the network exists again)", reason="network-in-use")
+    state = live.read_network(conn, name)
+    if state.exists and state.key is None:
+        raise AivmError(f"network {name} exists in libvirt but was not defined by aivm",
+                        hint="remove it with virsh if it is really unused", reason="not-aivm-owned")
+    return live.remove_network_plan(conn, name)
+
+
+def ruleset_node(states: Mapping[str, NodeState], net: Network) -> NodeState:
+    node = states.get(f"net.{net.name}.nft")
+    if node is None:
+        raise AivmError(f"the firewall of network {net.name} is disabled in the config",
+                        hint=f"set enabled = true under [networks.firewall] of {net.name!r}",
+                        reason="firewall-disabled")
+    return node
+
+
+def apply_plan(states: Mapping[str, NodeState], net: Network) -> Plan:
+    node = ruleset_node(states, net)
+    return firewall.apply_plan(net.name, table_name(net.name), node.path / "ruleset.nft",
+                               node.key)
+
+
+def remove_plan(net: Network) -> Plan:
+    return firewall.remove_plan(net.name, table_name(net.name), "asked to remove it")
+
+
+@dataclass(frozen=True)
+class NetStatus:
+    name: str
+    state: str            # missing | stopped | active
+    current: bool         # the live definition is the store's
+    owned: bool           # defined by aivm (carries a node key)
+    subnet: str
+    bridge: str
+    users: tuple[tuple[str, bool], ...]
+
+    def render(self) -> str:
+        lines = [f"network {self.name}: {self.state}" + self._freshness(),
+                 f"  subnet {self.subnet} on bridge {self.bridge}"]
+        lines += [f"  used by {vm} ({'running' if on else 'stopped'})" for vm, on in self.users]
+        return "\n".join(lines)
+
+    def _freshness(self) -> str:
+        if self.state == "missing":
+            return " (`aivm host net create` creates it)"
+        if not self.owned:
+            return ", not defined by aivm"
+        if self.current:
+            return ", up to date"
+        return ", outdated (`aivm host net create` redefines it)"
+
+
+def net_status(conn: live.Conn, states: Mapping[str, NodeState], net: Network) -> NetStatus:
+    state = live.read_network(conn, net.name)
+    word = "active" if state.active else "stopped" if state.exists else "missing"
+    return NetStatus(net.name, word, state.key == states[f"net.{net.name}"].key,
+                     state.key is not None, net.subnet, net.bridge, users(conn, net.name))
+
+
+def fw_status(states: Mapping[str, NodeState], net: Network) -> str:
+    table = table_name(net.name)
+    node = states.get(f"net.{net.name}.nft")
+    present = firewall.table_exists(table)
+    if node is None:
+        tail = f", but nft table inet {table} is still applied (`aivm host fw remove`)"
+        return f"firewall of network {net.name}: disabled in the config{tail if present else ''}"
+    if not present:
+        return f"firewall of network {net.name}: not applied (`aivm host fw apply {net.name}`)"
+    if firewall.applied_key(net.name) == node.key:
+        return f"firewall of network {net.name}: nft table inet {table} applied, up to date"
+    return (f"firewall of network {net.name}: nft table inet {table} applied, outdated "
+            f"(`aivm host fw apply {net.name}`)")
+
