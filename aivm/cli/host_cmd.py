@@ -163,6 +163,7 @@ def fw_apply(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo: 
     from aivm.host import network as nets
 
     _, netw = _network(app, network)
+    nets.require_firewall(netw)
     states = _build(app, nets.graph(netw), nets.node_names(netw))
     _execute(app, nets.apply_plan(states.states, netw), yes=yes, yes_sudo=yes_sudo,
              dry_run=dry_run)

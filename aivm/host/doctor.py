@@ -314,7 +314,8 @@ def subnet_check(net: Network, routes: Iterable[str], conn: live.Conn | None,
 def network_check(net: Network, conn: live.Conn | None) -> Check:
     name = f"network {net.name}"
     if conn is None:
-        return Check(name, Level.WARN, "not checked: libvirt is unreachable", required=False)
+        return Check(name, Level.WARN, "not checked: libvirt is unreachable",
+                     "fix the libvirt check first", required=False)
     state = live.read_network(conn, net.name)
     if state.exists and state.key is None:
         return Check(name, Level.FAIL, "exists in libvirt but was not defined by aivm",

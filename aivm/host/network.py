@@ -80,13 +80,16 @@ def destroy_plan(conn: live.Conn, name: str, *, force: bool) -> Plan:
     return live.remove_network_plan(conn, name)
 
 
-def ruleset_node(states: Mapping[str, NodeState], net: Network) -> NodeState:
-    node = states.get(f"net.{net.name}.nft")
-    if node is None:
+def require_firewall(net: Network) -> None:
+    if not net.firewall.enabled:
         raise AivmError(f"the firewall of network {net.name} is disabled in the config",
                         hint=f"set enabled = true under [networks.firewall] of {net.name!r}",
                         reason="firewall-disabled")
-    return node
+
+
+def ruleset_node(states: Mapping[str, NodeState], net: Network) -> NodeState:
+    require_firewall(net)
+    return states[f"net.{net.name}.nft"]
 
 
 def apply_plan(states: Mapping[str, NodeState], net: Network) -> Plan:
