@@ -233,7 +233,7 @@ def store_access_check(store: Path, p: Probes) -> Check:
     from aivm.graph.store import Store
 
     user = p.hypervisor_user()
-    files = [_existing(store)]
+    files = [store / "entry"]  # a child: the store and every directory above need search (x)
     if store.is_dir():
         files += [f for e in Store(store).entries() for f in sorted(e.iterdir())
                   if f.name != "manifest.json"]
