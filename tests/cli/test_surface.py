@@ -431,3 +431,18 @@ def test_update_grows_a_running_disk_live(world: World) -> None:
     assert f"$ libvirt[{URI}] lookupByName('box').blockResize('{disk}', {4 * GIB}, BYTES)" \
         in result.stderr
     assert "why: the store has a newer definition (the same resources)" in result.stderr
+
+
+# ---- docs ------------------------------------------------------------------------------------
+
+def test_committed_command_reference_is_up_to_date() -> None:
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[2] / "docs" / "gen_commands.py"
+    spec = importlib.util.spec_from_file_location("gen_commands", script)
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert gen.TARGET.read_text() == gen.render(), \
+        "docs/commands.md is out of date: run .venv/bin/python docs/gen_commands.py"
+    assert "## aivm host net destroy\n" in gen.render()
