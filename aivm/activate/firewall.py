@@ -50,11 +50,12 @@ def apply_plan(network: str, table: str, ruleset: Path, key: str) -> Plan:
         Privilege.ROOT, Effect.SYSTEM_WRITE))
 
 
-def remove_plan(network: str, table: str) -> Plan:
+def remove_plan(network: str, table: str, why: str = "") -> Plan:
     if not table_exists(table):
         return plans.of(f"firewall of network {network}: not applied")
     return plans.of(Step(
-        f"Remove the firewall of network {network}", f"no VM uses network {network} any more",
+        f"Remove the firewall of network {network}",
+        why or f"the firewall of network {network} is disabled in the config",
         (Action.command(Cmd.of("nft", "delete", "table", "inet", table, root=True,
                                in_netns=True, meaning=f"delete nft table inet {table}")),
          Action.command(Cmd.of("rm", "-f", str(key_file(network)), root=True,

@@ -56,5 +56,6 @@ def _network_if_unused(conn: live.Conn, cfg: Config, vm: Vm) -> Plan | str:
               and live.read_domain(conn, o.name).exists]
     if others:
         return f"network {vm.network}: kept, used by {', '.join(others)}"
-    return plans.of(firewall.remove_plan(vm.network, table_name(vm.network)),
+    return plans.of(firewall.remove_plan(vm.network, table_name(vm.network),
+                                         f"no VM uses network {vm.network} any more"),
                     live.remove_network_plan(conn, vm.network))

@@ -88,6 +88,8 @@ def _access(art: Artifacts) -> Step | None:
 
 def _firewall(art: Artifacts) -> Plan | str:
     if art.ruleset is None:
+        if firewall.table_exists(table_name(art.network.name)):
+            return firewall.remove_plan(art.network.name, table_name(art.network.name))
         return f"firewall of network {art.network.name}: disabled in the config"
     node = art.states[f"net.{art.network.name}.nft"]
     return firewall.apply_plan(art.network.name, table_name(art.network.name), art.ruleset,
@@ -131,15 +133,16 @@ def target(vm: Vm, ip: str) -> ssh.Target:
 
 def wait_ready(conn: live.Conn, vm: Vm, mac: str, *, timeout: float,
                on_phase: Callable[[str, float], None]) -> ssh.Target:
-    """Wait for the DHCP lease, then ssh, then cloud-init; record the IP."""
+    """Wait for a DHCP lease, ssh and cloud-init (the newest lease wins); record the IP."""
     started = time.monotonic()
-    deadline = started + timeout
-    on_phase("lease", 0.0)
-    ip = wait_lease(conn, vm.network, mac, deadline)
-    ssh.record_ip(vm.name, ip, mac)
-    tgt = target(vm, ip)
-    ssh.wait(tgt, deadline=deadline,
-             on_tick=lambda phase: on_phase(phase, time.monotonic() - started))
+
+    def resolve() -> ssh.Target | None:
+        ip = live.lease_ip(conn, vm.network, mac)
+        return target(vm, ip) if ip else None
+
+    tgt = ssh.wait(resolve, deadline=started + timeout,
+                   on_tick=lambda phase: on_phase(phase, time.monotonic() - started))
+    ssh.record_ip(vm.name, tgt.host, mac)
     on_phase("ready", time.monotonic() - started)
     return tgt
 

@@ -87,8 +87,7 @@ class App:
     def statcache(self) -> StatCache:
         from aivm.graph.statcache import StatCache
 
-        store = self.store()
-        return StatCache(store.root / "cache" / "stat.json" if store.root.exists() else None)
+        return StatCache(self.store().root / "cache" / "stat.json")
 
     def registry(self) -> Registry:
         return self.registry_factory()

@@ -30,19 +30,19 @@ def build(app: App, targets: tuple[str, ...], dry_run: bool, explain: bool, keep
     from aivm.graph import scheduler
 
     graph, names = _graph_for(app, targets)
-    store = app.store()
+    store, statcache = app.store(), app.statcache()
     if dry_run:
-        states = scheduler.resolve(graph, app.registry(), store, app.statcache(), names)
+        states = scheduler.resolve(graph, app.registry(), store, statcache, names)
         report = scheduler.BuildReport(states)
-        _print(report, as_json=as_json, explain=True, dry_run=True)
-        return
-    from aivm.cli import progress
+    else:
+        from aivm.cli import progress
 
-    with progress.BuildProgress(enabled=not as_json) as ui:
-        report = scheduler.build(graph, app.registry(), store, app.statcache(), targets=names,
-                                 jobs=jobs or os.cpu_count() or 2, keep_going=keep_going,
-                                 on_event=ui.event)
-    _print(report, as_json=as_json, explain=explain, dry_run=False)
+        with progress.BuildProgress(enabled=not as_json) as ui:
+            report = scheduler.build(graph, app.registry(), store, statcache, targets=names,
+                                     jobs=jobs or os.cpu_count() or 2, keep_going=keep_going,
+                                     on_event=ui.event)
+    _print(report, as_json=as_json, explain=explain or dry_run, dry_run=dry_run,
+           hashed_bytes=statcache.hashed_bytes)
 
 
 def _graph_for(app: App, targets: tuple[str, ...]):  # type: ignore[no-untyped-def]
@@ -56,10 +56,12 @@ def _graph_for(app: App, targets: tuple[str, ...]):  # type: ignore[no-untyped-d
     return graph, names
 
 
-def _print(report, *, as_json: bool, explain: bool, dry_run: bool) -> None:  # type: ignore[no-untyped-def]
+def _print(report, *, as_json: bool, explain: bool, dry_run: bool,  # type: ignore[no-untyped-def]
+           hashed_bytes: int) -> None:
     if as_json:
         data = report.to_json()
         data["dry_run"] = dry_run
+        data["hashed_bytes"] = hashed_bytes  # bytes of local input files read to key them
         click.echo(json.dumps(data, indent=2))
         return
     stale = [n for n, s in report.states.items() if not s.cached]

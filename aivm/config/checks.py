@@ -149,9 +149,10 @@ def sha256(value: str) -> Problem:
 
 
 def url(value: str) -> Problem:
-    if value.startswith(("https://", "http://", "file://")) or value == "":
+    if value.startswith(("https://", "http://", "file://", "/", "~")) or value == "":
         return None
-    return f"url {value!r} is not http(s):// or file://", "give a full URL to the image"
+    return (f"url {value!r} is not http(s)://, file:// or an absolute path",
+            "give a full URL to the image, or the absolute path of a local image file")
 
 
 def host_path(value: str) -> Problem:

@@ -44,10 +44,13 @@ def image_node(cfg: Config, image: Image) -> Node:
         return Node(name, "debootstrap", params={
             "suite": image.suite, "mirror": image.mirror, "packages": tuple(image.packages),
             "image_size_gib": image.image_size_gib})
+    if not image.sha256 and "://" not in image.url:
+        return Node(name, "local-image", files={"image": _local(cfg, image.url)})
     if not image.sha256:
         raise ConfigError(f"image {image.name} has no sha256 pin",
                           hint=f"add sha256 = \"...\" to the [[images]] entry {image.name!r} "
-                               "(`aivm image pin` reads it from SHA256SUMS)", reason="unpinned")
+                               "(`aivm host image_pin` reads it from SHA256SUMS), or use a "
+                               "local file path as url", reason="unpinned")
     return Node(name, "fetch", params={"url": _source(cfg, image.url)},
                 fixed_output=image.sha256.lower())
 

@@ -64,29 +64,38 @@ def check(target: Target, *, timeout: float = 15) -> bool:
     return result.ok
 
 
-def wait(target: Target, *, deadline: float, on_tick: Callable[[str], None] | None = None,
-         interval: float = 2.0) -> None:
-    """Wait until ssh answers and cloud-init has finished (it restarts sshd: REALSTACK P4)."""
-    phase = "ssh"
+def wait(resolve: Callable[[], Target | None], *, deadline: float,
+         on_tick: Callable[[str], None] | None = None, interval: float = 2.0) -> Target:
+    """Wait until ssh answers and cloud-init has finished (it restarts sshd: REALSTACK P4).
+
+    `resolve` is asked for the target on every round: a re-created guest may
+    take a new DHCP lease while its old one is still listed.
+    """
+    phase = "lease"
     while time.monotonic() < deadline:
+        target = resolve()
+        phase = "ssh" if target is not None and phase == "lease" else phase
         if on_tick:
             on_tick(phase)
-        if phase == "ssh" and check(target):
+        if target is not None and check(target):
+            if _cloud_init_done(target):
+                return target
             phase = "cloud-init"
-        if phase == "cloud-init":
-            res = run(command(target, ["cloud-init", "status", "--wait"],
-                              meaning="wait for cloud-init"), check=False, timeout=300)
-            if res.ok or "status: done" in res.stdout:
-                return
-            if "status: error" in res.stdout:
-                raise AivmError(f"cloud-init reported an error in {target.vm}: {res.stdout.strip()}",
-                                hint=f"look at the console log: aivm status {target.vm} --detail",
-                                reason="cloud-init-error")
-            phase = "ssh"  # sshd was restarted under us: probe again
         time.sleep(interval)
-    raise AivmError(f"{target.vm} did not answer ssh in time",
+    raise AivmError("the guest did not answer ssh in time" if phase != "lease"
+                    else "the guest got no DHCP lease in time",
                     hint="see the serial console log under the VM's state dir "
-                         "(`aivm status --detail` shows its path)", reason="ssh-timeout")
+                         "(`aivm status --detail` shows its path)", reason=f"{phase}-timeout")
+
+
+def _cloud_init_done(target: Target) -> bool:
+    res = run(command(target, ["cloud-init", "status", "--wait"], meaning="wait for cloud-init"),
+              check=False, timeout=600)
+    if "status: error" in res.stdout:
+        raise AivmError(f"cloud-init reported an error in {target.vm}: {res.stdout.strip()}",
+                        hint=f"look at the console log: aivm status {target.vm} --detail",
+                        reason="cloud-init-error")
+    return res.ok or "status: done" in res.stdout  # else sshd was restarted under us
 
 
 def ssh_config_block(target: Target) -> str:

@@ -18,6 +18,7 @@ from aivm.recipes.render import template_path
 # kind -> (module, class)
 KINDS: dict[str, tuple[str, str]] = {
     "fetch": ("aivm.recipes.fetch", "Fetch"),
+    "local-image": ("aivm.recipes.local_image", "LocalImage"),
     "debootstrap": ("aivm.recipes.debootstrap", "Debootstrap"),
     "overlay": ("aivm.recipes.overlay", "Overlay"),
     "seed-iso": ("aivm.recipes.seed_iso", "SeedIso"),

@@ -23,8 +23,9 @@ def debugfs(image: Path, request: str) -> str:
     return run(Cmd.of("debugfs", "-R", request, str(image), meaning="read the image")).stdout
 
 
-def test_debootstrap_image_builds_and_is_a_clean_first_boot(tmp_path: Path) -> None:
-    entry = build_debootstrap_image(tmp_path / "store")
+def test_debootstrap_image_builds_and_is_a_clean_first_boot(tmp_path: Path,
+                                                            shared_store: Path) -> None:
+    entry = build_debootstrap_image(shared_store)
     assert sorted(p.name for p in entry.iterdir()) == [
         "boot.json", "disk.qcow2", "initrd.img", "manifest.json", "vmlinuz"]
     assert json.loads((entry / "boot.json").read_text()) == {
@@ -49,5 +50,5 @@ def test_debootstrap_image_builds_and_is_a_clean_first_boot(tmp_path: Path) -> N
     assert "datasource_list: [NoCloud, None]" in cloud and "locale: false" in cloud
     assert "sshd" in debugfs(raw, "ls /usr/sbin")
 
-    again = build_nodes(store_at(tmp_path / "store"), [debootstrap_node()])
+    again = build_nodes(store_at(shared_store), [debootstrap_node()])
     assert again.built == [] and again.states["image.debian"].cached

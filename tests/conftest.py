@@ -1,0 +1,28 @@
+"""Session-wide fixtures shared by the recipe and real-stack tests."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def shared_store() -> Iterator[Path]:
+    """One store for the whole run, so the Debian guest image (about a minute) is built once.
+
+    It lives under /var/tmp, not pytest's 0700 tmp dir, because QEMU (as libvirt-qemu)
+    must be able to enter it. `AIVM_TEST_STORE` reuses a store across runs (for development).
+    """
+    keep = os.environ.get("AIVM_TEST_STORE")
+    root = Path(keep) if keep else Path(f"/var/tmp/aivm-test-store-{os.getpid()}")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    yield root
+    if not keep and root.exists():
+        from aivm.graph.store import remove_tree
+
+        remove_tree(root)
+        shutil.rmtree(root, ignore_errors=True)
