@@ -1,0 +1,122 @@
+"""The folder workflow behind `aivm ssh .` and `aivm code .`.
+
+From a folder: resolve its VM (creating the config on first use), bring the
+VM up when it is not running, attach the folder (mode rules apply), restore
+the VM's other saved attachments (best effort: warnings, not failures), and
+hand back where the folder is in the guest.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from aivm.config.schema import Access, AttachMode
+from aivm.errors import AivmError
+from aivm.guest import attach, attachments, ssh
+
+if TYPE_CHECKING:
+    from aivm.cli.session import Session
+
+
+@dataclass(frozen=True)
+class Approval:
+    yes: bool = False
+    yes_sudo: bool = False
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Workplace:
+    target: ssh.Target | None       # None only for a dry run of a stopped VM
+    guest_path: str
+
+
+def running_target(session: Session) -> ssh.Target | None:
+    """The ssh target of the session's VM when it runs, else None."""
+    from aivm.activate import live
+
+    if not live.read_domain(session.conn(), session.vm.name).active:
+        return None
+    from aivm.cli.ssh_cmd import guest_target
+
+    return guest_target(session)
+
+
+def bring_up(session: Session, approval: Approval,
+             timeout: float = 900.0) -> ssh.Target | None:
+    """`aivm up` for the session's VM when it is not running; its ssh target (None: dry run)."""
+    target = running_target(session)
+    if target is not None:
+        return target
+    from aivm.activate import up as activation
+    from aivm.config.to_graph import mac_address
+
+    session.warn_accel()
+    art = session.artifacts(session.build())
+    from aivm.activate import plan as plans
+
+    atts = attachments.of_vm(session.cfg, session.vm.name)
+    plan = plans.of(attach.host_restore_plan(atts, session.vm.name),
+                    activation.plan_up(session.conn(), session.app.store(), art))
+    _execute(session, plan, approval)
+    if approval.dry_run:
+        return None
+    started = time.monotonic()
+    tgt = activation.wait_ready(session.conn(), session.vm, mac_address(session.vm.name),
+                                timeout=timeout, on_phase=lambda _p, _s: None)
+    click.echo(f"VM {session.vm.name} is up ({time.monotonic() - started:.0f} s)", err=True)
+    return tgt
+
+
+def _execute(session: Session, plan, approval: Approval):  # type: ignore[no-untyped-def]
+    return session.execute(plan, yes=approval.yes, yes_sudo=approval.yes_sudo,
+                            dry_run=approval.dry_run)
+
+
+def enter(session: Session, folder: Path, *, mode: AttachMode | None = None,
+          access: Access | None = None, guest_dst: str | None = None,
+          approval: Approval = Approval(), sensitive_ok: bool = False) -> Workplace:
+    """Up, attach `folder`, restore the others; where the folder is in the guest."""
+    from aivm.guest import sensitive
+
+    folder = attachments.folder_of(folder)
+    warning = sensitive.check(folder, Path.home(), yes=sensitive_ok)
+    att = attachments.decide(session.cfg, session.vm, folder, mode=mode, access=access,
+                             guest_dst=guest_dst)
+    if warning:
+        click.secho(warning, fg="red", bold=True, err=True)
+    target = bring_up(session, approval)
+    place = attach.Place(session.conn(), session.vm, target)
+    record = session.app.config_path if attachments.changed(session.cfg, att) else None
+    _execute(session, attach.attach_plan(place, att, record), approval)
+    restore_others(session, place, folder, approval)
+    return Workplace(target, attachments.destination(att, session.vm))
+
+
+def restore_others(session: Session, place: attach.Place, folder: Path,
+                   approval: Approval) -> list[str]:
+    """Re-attach the VM's other saved folders; failures become warnings (returned too)."""
+    warnings = []
+    for other in attachments.of_vm(session.cfg, session.vm.name):
+        if other.host_path == str(folder):
+            continue
+        try:
+            _execute(session, attach.attach_plan(place, other, None), approval)
+        except AivmError as exc:
+            warnings.append(f"warning: could not restore {other.host_path}: {exc.message}")
+            click.secho(warnings[-1], fg="yellow", err=True)
+    return warnings
+
+
+def shell_command(workplace: Workplace, *, tty: bool):  # type: ignore[no-untyped-def]
+    """ssh into the folder: a login shell started in the guest path."""
+    import shlex
+
+    remote = f"cd {shlex.quote(workplace.guest_path)} && exec \"$SHELL\" -l"
+    return ssh.command(workplace.target, [remote], tty=tty, batch=False,
+                       meaning=f"ssh to {workplace.target.vm} in {workplace.guest_path}")

@@ -1,0 +1,188 @@
+# ruff: noqa: E501  (whole outputs and mountinfo lines are compared verbatim)
+"""`aivm attach`, `detach`, `code`, `vm sync_settings` in-process, whole outputs compared.
+
+libvirt is the in-memory `test:///default` driver with a stopped domain
+named like the VM; no command runs (dry runs, refusals, printed steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from aivm.cli.app import App
+from aivm.cli.main import cli
+from aivm.config import stamp
+
+DOMAIN = ("<domain type='test'><name>box</name><memory unit='MiB'>64</memory>"
+          "<os><type>hvm</type></os></domain>")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Path]]:
+    import libvirt
+
+    home, state = tmp_path / "home", tmp_path / "state"
+    (home / "proj").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AIVM_STATE", str(state))
+    monkeypatch.delenv("AIVM_HYPERVISOR_PID", raising=False)
+    monkeypatch.delenv("AIVM_NETNS", raising=False)
+    for var in ("XDG_STATE_HOME", "XDG_CONFIG_HOME", "SSH_CONNECTION", "SSH_CLIENT", "SSH_TTY"):
+        monkeypatch.delenv(var, raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text('[[vms]]\nname = "box"\nuser = "agent"\n')
+    conn = libvirt.open("test:///default")
+    dom = conn.defineXML(DOMAIN)
+    yield {"home": home, "config": config, "state": state, "proj": home / "proj"}
+    dom.undefine()
+    stamp.forget(config)
+
+
+def invoke(env: dict[str, Path], *args: str, cwd: Path | None = None) -> Result:
+    import os
+
+    app = App(config_override=str(env["config"]), connect="test:///default")
+    old = Path.cwd()
+    os.chdir(cwd or env["proj"])
+    try:
+        return CliRunner().invoke(cli, list(args), obj=app, catch_exceptions=False)
+    finally:
+        os.chdir(old)
+
+
+def test_attach_dry_run_of_a_stopped_vm_shows_the_whole_plan(env: dict[str, Path]) -> None:
+    proj, state, config = env["proj"], env["state"] / "box", env["config"]
+    from aivm.guest.attachments import slug
+
+    result = invoke(env, "attach", ".", "--dry-run")
+    assert (result.exit_code, result.stdout) == (0, "")
+    export = state / "shared-root"
+    assert result.stderr == f"""\
+[1/4] Prepare the shared-root export of VM box  (root, system-write)
+      why: one virtiofs export per VM; folders are bind-mounted under it, and it must be a shared mount so that later binds reach virtiofsd
+      - create aivm's directory {export}
+          $ mkdir -p -- {export}
+      - make {export} a mount point
+          $ mount --bind -- {export} {export}
+      - let later bind mounts propagate to virtiofsd
+          $ mount --make-shared -- {export}
+[2/4] Bind {proj} into the export of VM box (read-write)  (root, system-write)
+      why: the guest sees host folders only through aivm's own export directory
+      - create aivm's directory {export}/{slug(proj)}
+          $ mkdir -p -- {export}/{slug(proj)}
+      - bind {proj} at {export}/{slug(proj)}
+          $ mount --bind -- {proj} {export}/{slug(proj)}
+[3/4] Add the virtiofs device aivm-shared-root to VM box  (user, system-write)
+      why: one virtiofs device exports every shared-root folder
+      - add virtiofs export {export} (tag aivm-shared-root) to the VM's definition
+          $ libvirt[test:///default] lookupByName('box').attachDeviceFlags(<filesystem type='mount' accessmode='passthrough'><driver type='virtiofs'/><source dir="{export}"/><target dir="aivm-shared-root"/></filesystem>, VIR_DOMAIN_AFFECT_CONFIG)
+[4/4] Record the attachment of {proj}  (user, user-write)
+      why: `aivm code .` and `aivm ssh .` restore saved attachments
+      - save {proj} -> box (shared-root, rw) in {config}
+          $ upsert [[attachments]] in {config}
+note: VM box is not running: {proj} is mounted in the guest when it runs (`aivm ssh .` or `aivm code .` in the folder)
+"""
+
+
+def test_vm_attach_with_host_src_shared_ro_and_guest_dst(env: dict[str, Path]) -> None:
+    proj = env["proj"]
+    from aivm.guest.attachments import slug, tag
+
+    result = invoke(env, "vm", "attach", "--vm", "box", "--host_src", str(proj), "--mode",
+                    "shared", "--access", "ro", "--guest_dst", "/srv/p", "--dry-run",
+                    cwd=env["home"])
+    ro = env["state"] / "box" / "ro" / slug(proj)
+    lines = [line for line in result.stderr.splitlines() if line.startswith(("[", "      -"))]
+    assert lines == [
+        f"[1/3] Bind {proj} into the export of VM box (read-only)  (root, system-write)",
+        f"      - create aivm's directory {ro}",
+        f"      - bind {proj} at {ro}",
+        f"      - make {ro} read-only",
+        f"[2/3] Add the virtiofs device {tag(proj)} to VM box  (user, system-write)",
+        f"      - add virtiofs export {ro} (tag {tag(proj)}) to the VM's definition",
+        f"[3/3] Record the attachment of {proj}  (user, user-write)",
+        f"      - save {proj} -> box (shared, ro, at /srv/p) in {env['config']}"]
+
+
+def test_attach_records_then_mode_mismatch_shows_detach_and_attach(env: dict[str, Path]) -> None:
+    proj, config = env["proj"], env["config"]
+    config.write_text(config.read_text() + f'\n[[attachments]]\nhost_path = "{proj}"\n'
+                                           'vm = "box"\nmode = "shared"\n')
+    result = invoke(env, "attach", ".", "--mode", "git")
+    assert result.exit_code == 1
+    assert result.stderr == (f"error: {proj} is attached to box in mode shared; it cannot switch "
+                             "to git in place\n"
+                             "hint: detach, then attach again in the new mode:\n"
+                             f"  aivm detach {proj} --vm box\n"
+                             f"  aivm attach {proj} --vm box --mode git\n")
+
+
+def test_attach_refuses_the_home_folder_and_ssh_dir(env: dict[str, Path]) -> None:
+    home = env["home"]
+    (home / ".ssh").mkdir()
+    for folder, names in ((home, f"{home}, {home}/.ssh"), (home / ".ssh", f"{home}/.ssh")):
+        result = invoke(env, "attach", str(folder), "--dry-run")
+        assert result.exit_code == 1
+        assert result.stderr == (f"error: refusing to attach {folder}: it exposes {names} to "
+                                 "the VM\nhint: attach a project folder instead; pass --yes only "
+                                 "if the VM really must see this\n")
+
+
+def test_attach_home_with_yes_warns_loudly_then_goes_on(env: dict[str, Path]) -> None:
+    home = env["home"]
+    result = invoke(env, "attach", str(home), "--yes", "--dry-run")
+    assert result.exit_code == 0
+    assert result.stderr.startswith(
+        f"WARNING: attaching {home} exposes {home} to the VM; anything running in the guest "
+        "can read it, and change it unless it is attached --access ro\n[1/4] Prepare")
+
+
+def test_detach_of_an_unattached_folder(env: dict[str, Path]) -> None:
+    result = invoke(env, "detach", ".")
+    assert (result.exit_code, result.stderr) == (
+        1, f"error: {env['proj']} is not attached to box\n"
+           "hint: `aivm config show` lists the attachments\n")
+
+
+def test_detach_dry_run_of_a_stopped_vm(env: dict[str, Path]) -> None:
+    proj, config = env["proj"], env["config"]
+    config.write_text(config.read_text() + f'\n[[attachments]]\nhost_path = "{proj}"\n'
+                                           'vm = "box"\n')
+    result = invoke(env, "detach", "--dry-run")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"[1/1] Forget the attachment of {proj}  (user, user-write)\n"
+        "      why: it is detached\n"
+        f"      - remove {proj} -> box from {config}\n"
+        f"          $ remove [[attachments]] entry from {config}\n")
+
+
+def test_attach_really_records_when_only_the_record_is_missing(env: dict[str, Path],
+                                                               monkeypatch) -> None:
+    """Host side already in place (its steps drop out): attach runs just the record step."""
+    from aivm.guest import hostmount, virtiofs
+
+    monkeypatch.setattr(hostmount, "is_mounted", lambda path, text=None: True)
+    monkeypatch.setattr(virtiofs, "attach_step", lambda *a, **k: None)
+    proj = env["proj"]
+    result = invoke(env, "attach", ".", "--guest_dst", "/work/p")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == f"attached {proj} to box (shared-root, rw) at /work/p\n"
+    assert f'host_path = "{proj}"\nvm = "box"\nmode = "shared-root"\nguest_dst = "/work/p"' \
+        in env["config"].read_text()
+    again = invoke(env, "attach", ".")
+    assert again.stderr == (f"note: VM box is not running: {proj} is mounted in the guest when "
+                            "it runs (`aivm ssh .` or `aivm code .` in the folder)\n"
+                            "nothing to do: live state matches the store\n")
+    assert again.stdout == f"attached {proj} to box (shared-root, rw) at /work/p\n"
+
+
+def test_sync_settings_needs_a_running_vm(env: dict[str, Path]) -> None:
+    for args in (("vm", "sync_settings"), ("vm", "sync-settings", "--paths", "~/.gitconfig")):
+        result = invoke(env, *args)
+        assert (result.exit_code, result.stderr) == (
+            1, "error: VM box is not running\nhint: start it: aivm up box\n")
