@@ -26,7 +26,7 @@ from aivm.config.schema import Config, Image, ImageSource
 from aivm.graph.node import Node
 
 DEFAULT_WORK = Path("/var/tmp/aivm-bench")
-IMAGE_NAME = "bench-bookworm"
+IMAGE_NAME = "debian"    # as tests/e2e/aivm_user.debian_user: same key, same entry name
 USER = "agent"          # the same user name aivm gives its guests by default
 BENCH_MAC = "52:54:00:a1:7e:01"   # = tests/e2e/manual_boot_check.MAC, whose wait_lease we use
 

@@ -18,7 +18,10 @@ a dict is passed.
   the pool, as on a user's machine).
 
 Both peers boot the image built by bench.image (aivm's debootstrap recipe)
-with aivm's VM defaults for memory and vCPUs unless told otherwise.
+with aivm's benchmark VM's memory and vCPUs (1 GiB, 1) unless told otherwise.
+After the timed part each also waits, over plain ssh from the namespace, for
+`cloud-init status --wait` (marks["cloud-init done"], from the same start):
+`aivm up` reports ready only then, so that is the like-for-like figure.
 Vagrant's main disk is on SCSI (vagrant-libvirt adds a virtio-scsi controller
 only for a SCSI main disk, and the seed cdrom needs one), so the guest's root
 is /dev/sda there; synced folders are off (the guest has neither rsync nor
@@ -40,7 +43,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from aivm.config.schema import Vm
 from aivm.errors import AivmError
 from aivm.run import Cmd, run, which
 from bench.image import DEFAULT_WORK, BenchImage, BenchSeed, work_dir
@@ -53,11 +55,13 @@ Marks = dict[str, float] | None
 NETWORK = "bench-net"
 BRIDGE = "virbr-bench"
 SUBNET_PREFIX = "10.77.1"
+MEMORY_MIB, CPUS = 1024, 1  # as aivm's side (tests/e2e/aivm_user.debian_user)
 READY_S = 400.0              # boot under TCG: about 45 s; generous for a loaded machine
 TOOL_PACKAGES = {"virt-install": "virtinst", "vagrant": "vagrant vagrant-libvirt"}
 VAGRANT_ENV = ("VAGRANT_CHECKPOINT_DISABLE=1", "VAGRANT_DEFAULT_PROVIDER=libvirt",
                "VAGRANT_NO_COLOR=1")
 SCSI_ROOT = "/dev/sda"
+VAGRANT_NETWORK = "vagrant-libvirt"     # vagrant-libvirt's management network (its default)
 
 
 class PeerError(AivmError):
@@ -69,16 +73,13 @@ class PeerError(AivmError):
 
 def virt_install_up(stack: RealStack, image: BenchImage, seed: BenchSeed, *,
                     name: str = "bench-vi", workdir: Path = DEFAULT_WORK,
-                    memory_mib: int = Vm.memory_mib, cpus: int = Vm.cpus,
+                    memory_mib: int = MEMORY_MIB, cpus: int = CPUS,
                     marks: Marks = None) -> float:
     """Seconds from invoking `virt-install --import` until `ssh echo ok` answers."""
     from tests.e2e import manual_boot_check as mbc
 
     need_tool("virt-install")
-    if (seed.mac, seed.user) != (mbc.MAC, mbc.USER):   # its wait_lease and ssh use these
-        raise PeerError(f"the seed's MAC and user must be {mbc.MAC} and {mbc.USER}",
-                        hint="make it with bench.image.bench_seed() defaults",
-                        reason="invalid-param")
+    check_seed(seed)
     with contextlib.ExitStack() as undo:
         run_dir = fresh_dir(workdir / "runs" / name)
         undo.callback(shutil.rmtree, run_dir, ignore_errors=True)
@@ -97,6 +98,8 @@ def virt_install_up(stack: RealStack, image: BenchImage, seed: BenchSeed, *,
         mark(marks, "lease", t0)
         mbc.wait_ssh(stack, str(seed.private_key), ip, READY_S)
         seconds = mark(marks, "ssh ok", t0)
+        mbc._wait_cloud_init(stack, str(seed.private_key), ip)
+        mark(marks, "cloud-init done", t0)
     return seconds
 
 
@@ -122,19 +125,20 @@ def virt_install_argv(stack: RealStack, image: BenchImage, seed: BenchSeed, *, n
 
 def vagrant_up(stack: RealStack, image: BenchImage, seed: BenchSeed, *,
                name: str = "bench-vg", workdir: Path = DEFAULT_WORK,
-               memory_mib: int = Vm.memory_mib, cpus: int = Vm.cpus,
+               memory_mib: int = MEMORY_MIB, cpus: int = CPUS,
                marks: Marks = None) -> float:
     """Wall seconds of `vagrant up` (vagrant-libvirt) to ssh-ready in a fresh libvirt."""
     with vagrant_project(stack, image, seed, name=name, workdir=workdir,
                          memory_mib=memory_mib, cpus=cpus) as project:
+        t0 = time.monotonic()
         seconds = timed(marks, "vagrant up", lambda: vagrant(stack, project, "up"))
-        check_ready(stack, project)
+        check_ready(stack, seed, marks, t0)
     return seconds
 
 
 def vagrant_destroy_up_cycle(stack: RealStack, image: BenchImage, seed: BenchSeed, *,
                              name: str = "bench-vg", workdir: Path = DEFAULT_WORK,
-                             memory_mib: int = Vm.memory_mib, cpus: int = Vm.cpus,
+                             memory_mib: int = MEMORY_MIB, cpus: int = CPUS,
                              marks: Marks = None) -> float:
     """Wall seconds of `vagrant destroy -f && vagrant up` after a first, untimed up."""
     with vagrant_project(stack, image, seed, name=name, workdir=workdir,
@@ -144,14 +148,15 @@ def vagrant_destroy_up_cycle(stack: RealStack, image: BenchImage, seed: BenchSee
         timed(marks, "vagrant destroy -f", lambda: vagrant(stack, project, "destroy", "-f"))
         timed(marks, "vagrant up again", lambda: vagrant(stack, project, "up"))
         seconds = time.monotonic() - t0
-        check_ready(stack, project)
+        check_ready(stack, seed, marks, t0)
     return seconds
 
 
 @dataclass(frozen=True)
 class VagrantProject:
     dir: Path       # holds the Vagrantfile and Vagrant's .vagrant state
-    home: Path      # VAGRANT_HOME: the added box lives here, kept across runs
+    home: Path      # VAGRANT_HOME: the added box lives here, kept across runs;
+                    # every vagrant command's output is appended to ../vagrant.log
 
 
 @contextlib.contextmanager
@@ -159,6 +164,7 @@ def vagrant_project(stack: RealStack, image: BenchImage, seed: BenchSeed, *, nam
                     workdir: Path, memory_mib: int, cpus: int) -> Iterator[VagrantProject]:
     """A Vagrant project for the bench box; on exit, destroy and remove all it made."""
     need_tool("vagrant")
+    check_seed(seed)
     box = vagrant_box(image, workdir)
     with contextlib.ExitStack() as undo:
         project = VagrantProject(fresh_dir(workdir / "runs" / name), vagrant_home(workdir))
@@ -166,7 +172,7 @@ def vagrant_project(stack: RealStack, image: BenchImage, seed: BenchSeed, *, nam
         undo.push(echo_on_error(project.dir / "console.log"))
         if not has_pool(stack, "default"):      # vagrant-libvirt creates it and fills it
             undo.callback(remove_pool, stack, "default")
-        undo.callback(remove_networks, stack, "vagrant-libvirt")
+        undo.callback(remove_networks, stack, VAGRANT_NETWORK)
         undo.callback(remove_domain, stack, f"{name}_default")
         undo.callback(vagrant, stack, project, "destroy", "-f", check=False)
         (project.dir / "Vagrantfile").write_text(vagrantfile(
@@ -238,6 +244,9 @@ def vagrant(stack: RealStack, project: VagrantProject, *args: str, check: bool =
         ["env", "-C", str(project.dir), f"VAGRANT_HOME={project.home}", *VAGRANT_ENV,
          "vagrant", *args],
         meaning=f"vagrant {' '.join(args)}", check=False, timeout=READY_S + 300)
+    with (project.home.parent / "vagrant.log").open("a") as log:
+        log.write(f"==== {project.dir.name}: vagrant {' '.join(args)} (exit {result.returncode})\n"
+                  f"{result.stdout}{result.stderr}")
     if check and not result.ok:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise PeerError(f"vagrant {' '.join(args)} failed (exit {result.returncode}):\n{tail}",
@@ -246,12 +255,20 @@ def vagrant(stack: RealStack, project: VagrantProject, *args: str, check: bool =
     return result.stdout
 
 
-def check_ready(stack: RealStack, project: VagrantProject) -> None:
-    """After `vagrant up` returns, the guest must answer a command over ssh."""
-    out = vagrant(stack, project, "ssh", "-c", "echo ok")
-    if out.strip().splitlines()[-1:] != ["ok"]:
-        raise PeerError(f"vagrant ssh -c 'echo ok' said {out.strip()[-200:]!r}",
+def check_ready(stack: RealStack, seed: BenchSeed, marks: Marks, t0: float) -> None:
+    """After `vagrant up` returns, the guest must answer plain ssh; then wait for cloud-init."""
+    from tests.e2e import manual_boot_check as mbc
+
+    net = stack.connect().networkLookupByName(VAGRANT_NETWORK)
+    ip = next((str(lease["ipaddr"]) for lease in net.DHCPLeases(seed.mac)), "")
+    if not ip:
+        raise PeerError(f"vagrant up returned but {seed.mac} has no lease on {VAGRANT_NETWORK}",
                         reason="peer-not-ready")
+    if mbc.ssh(stack, str(seed.private_key), ip, "echo", "ok").strip() != "ok":
+        raise PeerError(f"vagrant up returned but ssh {ip} echo ok did not answer ok",
+                        reason="peer-not-ready")
+    mbc._wait_cloud_init(stack, str(seed.private_key), ip)
+    mark(marks, "cloud-init done", t0)
 
 
 def vagrant_home(workdir: Path) -> Path:
@@ -276,6 +293,16 @@ def need_tool(tool: str) -> None:
                         hint=f"sh scripts/bench-deps.sh (apt: {TOOL_PACKAGES[tool]})")
 
 
+def check_seed(seed: BenchSeed) -> None:
+    """manual_boot_check's wait_lease and ssh, reused here, know one MAC and one user."""
+    from tests.e2e import manual_boot_check as mbc
+
+    if (seed.mac, seed.user) != (mbc.MAC, mbc.USER):
+        raise PeerError(f"the seed's MAC and user must be {mbc.MAC} and {mbc.USER}",
+                        hint="make it with bench.image.bench_seed() defaults",
+                        reason="invalid-param")
+
+
 def fresh_dir(path: Path) -> Path:
     """An empty directory libvirt-qemu can traverse (0755), removing a leftover one."""
     if path.exists():
@@ -294,7 +321,8 @@ def make_overlay(image: BenchImage, path: Path) -> Path:
 def virtual_gib(qcow2: Path) -> int:
     out = run(Cmd.of("qemu-img", "info", "--output=json", str(qcow2),
                      meaning="read the image's virtual size")).stdout
-    return max(1, math.ceil(json.loads(out)["virtual-size"] / 2**30))
+    size = int(json.loads(out)["virtual-size"])
+    return max(1, math.ceil(size / 2**30))
 
 
 def start_network(stack: RealStack) -> Any:

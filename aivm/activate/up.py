@@ -71,22 +71,23 @@ def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = F
     domain_xml = art.domain_xml.read_text()
     current = live.read_domain(conn, name)
     return plans.of(
-        _access(art),
+        access_step(art),
         live.network_plan(conn, art.network_xml.read_text(), str(art.network_xml.parent)),
-        _firewall(art),
+        firewall_plan(art),
         _stop_for_recreate(conn, name) if recreate and current.active else None,
         disk.disk_plan(name, art.overlay, recreate=recreate),
         _domain(conn, art, domain_xml, current, recreate),
-        _roots(store, art),
+        roots_step(store, art),
+        None if recreate else backing_root_step(store, art, disk.disk_path(name)),
     )
 
 
-def _access(art: Artifacts) -> Step | None:
+def access_step(art: Artifacts) -> Step | None:
     user = disk.hypervisor_user()
     return disk.access_step(disk.unreadable(art.hypervisor_files(), user), user)
 
 
-def _firewall(art: Artifacts) -> Plan | str:
+def firewall_plan(art: Artifacts) -> Plan | str:
     if art.ruleset is None:
         if firewall.table_exists(table_name(art.network.name)):
             return firewall.remove_plan(art.network.name, table_name(art.network.name))
@@ -111,7 +112,7 @@ def _domain(conn: live.Conn, art: Artifacts, xml: str, current: live.DomainState
     return live.domain_plan(conn, xml, source)
 
 
-def _roots(store: Store, art: Artifacts) -> Step | None:
+def roots_step(store: Store, art: Artifacts) -> Step | None:
     wanted = {root_name(art.vm.name, n): s.path for n, s in art.states.items()}
     have = store.roots()
     if all(have.get(r) == p for r, p in wanted.items()):
@@ -122,6 +123,36 @@ def _roots(store: Store, art: Artifacts) -> Step | None:
                     for r, p in sorted(wanted.items()) if have.get(r) != p)
     return Step(f"Record the store entries of VM {art.vm.name} as gc roots",
                 "gc must not remove what a defined VM uses", actions,
+                Privilege.USER, Effect.USER_WRITE)
+
+
+def backing_root_step(store: Store, art: Artifacts, disk_file: Path) -> Step | None:
+    """Root the store image the VM's disk really sits on, when it is not the desired one.
+
+    A new overlay (another image, another disk size) has a new key; the VM's
+    existing disk keeps its old backing file, which gc must not remove while
+    the disk exists. Once the disk sits on the desired overlay the extra root
+    is dropped.
+    """
+    root = root_name(art.vm.name, "disk-backing")
+    backing = disk.backing_of(disk_file) if disk_file.exists() else None
+    current = store.roots().get(root)
+    if backing is None or backing == art.overlay or store.root not in backing.parents:
+        if current is None:
+            return None
+        return Step(f"Release the old image under the disk of VM {art.vm.name}",
+                    "the disk no longer sits on it",
+                    (Action.api(f"remove the gc root {root}", f"rm {store.root}/roots/{root}",
+                                lambda: store.remove_root(root)),), Privilege.USER,
+                    Effect.USER_WRITE)
+    entry = backing.parent
+    if current == entry:
+        return None
+    return Step(f"Keep the image under the disk of VM {art.vm.name}",
+                f"its disk is backed by {entry.name}, which the VM's current build no longer "
+                "names; gc must keep it", (Action.api(
+                    f"record {entry.name} as a gc root", f"symlink {store.root}/roots/{root} "
+                    f"-> {entry}", lambda: store.add_root(root, entry)),),
                 Privilege.USER, Effect.USER_WRITE)
 
 

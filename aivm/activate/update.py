@@ -111,13 +111,13 @@ def plan_update(conn: live.Conn, store: Store, art: activation.Artifacts, *,
         (restart is Restart.ALWAYS and bool(changes or redefine))
         or (restart is Restart.AUTO and any(c.restart for c in changes)))
     body = plans.of(
-        activation._access(art),
+        activation.access_step(art),
         live.network_plan(conn, art.network_xml.read_text(), str(art.network_xml.parent)),
-        activation._firewall(art),
+        activation.firewall_plan(art),
         _redefine(conn, art, xml, persistent.uuid, changes) if redefine else None,
         _apply(conn, name, path, want, grow, persistent.active, restarts),
-        activation._roots(store, art),
-        _keep_backing(store, art, path),
+        activation.roots_step(store, art),
+        activation.backing_root_step(store, art, path),
         *_notes(name, path, have, want, changes, persistent.active, restarts),
     )
     return Update(body, changes, persistent.active, restarts)
@@ -170,27 +170,6 @@ def _grow_live(conn: live.Conn, name: str, path: Path, want: int, grow: Change) 
     return Step(f"Grow the disk of VM {name}", f"disk_gib: {grow.live} -> {grow.desired}; "
                 "the guest sees the new size now and grows its filesystem at its next boot",
                 (action,))
-
-
-def _keep_backing(store: Store, art: activation.Artifacts, path: Path) -> Step | None:
-    """Root the store image the VM's disk really sits on, when it is not the desired one.
-
-    A grown or re-rendered overlay has a new key; the VM's disk keeps its old
-    backing file, which gc must not remove while the disk exists.
-    """
-    backing = disk.backing_of(path)
-    if backing is None or backing == art.overlay or store.root not in backing.parents:
-        return None
-    entry = backing.parent
-    root = activation.root_name(art.vm.name, "disk-backing")
-    if store.roots().get(root) == entry:
-        return None
-    return Step(f"Keep the image under the disk of VM {art.vm.name}",
-                f"its disk is backed by {entry.name}, which the VM's current build no longer "
-                "names; gc must keep it", (Action.api(
-                    f"record {entry.name} as a gc root", f"symlink {store.root}/roots/{root} "
-                    f"-> {entry}", lambda: store.add_root(root, entry)),),
-                Privilege.USER, Effect.USER_WRITE)
 
 
 def _notes(name: str, path: Path, have: int, want: int, changes: tuple[Change, ...],
