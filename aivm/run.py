@@ -82,7 +82,8 @@ def run(cmd: Cmd, *, check: bool = True, timeout: float | None = None) -> Result
             bound = bound << cmd.stdin
         rc, out, err = bound.run(retcode=None, timeout=timeout)
     except ProcessTimedOut as exc:
-        raise CommandError(f"{argv[0]} timed out after {timeout} s: {cmd.meaning or shlex.join(argv)}",
+        what = cmd.meaning or shlex.join(argv)
+        raise CommandError(f"{argv[0]} timed out after {timeout} s: {what}",
                            hint="the machine may be overloaded; retry or raise the timeout",
                            reason="command-timeout") from exc
     except Exception as exc:  # plumbum raises CommandNotFound and OSError subclasses

@@ -56,6 +56,24 @@ def install_deps(app: App, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
     _execute(app, plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
 
 
+@host.command("image_pin")
+@click.argument("image")
+@click.option("--url", required=True, help="The image URL (https://, file:// or a path).")
+@click.option("--sums", "sums", metavar="FILE|URL",
+              help="The SHA256SUMS file (default: SHA256SUMS beside the image URL).")
+@click.pass_obj
+def image_pin(app: App, image: str, url: str, sums: str | None) -> None:
+    """Pin IMAGE to URL with the sha256 its SHA256SUMS file lists, in the config."""
+    from aivm.config import write
+    from aivm.recipes.fetch import pin_from_sha256sums, sums_text
+
+    app.config(implicit=True)  # loads it, so the write can refuse a concurrent edit
+    source = sums or url.rsplit("/", 1)[0] + "/SHA256SUMS"
+    digest = pin_from_sha256sums(url, sums_text(source))
+    write.pin_image(app.config_path, image, url=url, sha256=digest)
+    click.echo(f"image {image}: pinned {url}\n  sha256 {digest} (from {source})")
+
+
 @host.command("image_fetch")
 @click.argument("image", required=False)
 @click.pass_obj

@@ -52,7 +52,8 @@ class BuildReport:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "built": self.built, "reused": self.reused, "cached": self.cached, "failed": self.failed,
+            "built": self.built, "reused": self.reused, "cached": self.cached,
+            "failed": self.failed,
             "skipped": self.skipped,
             "nodes": {n: {"kind": s.kind, "key": s.key, "path": str(s.path),
                           "stale": not s.cached, "reasons": list(s.reasons)}
@@ -70,7 +71,8 @@ class Keyer:
 
     def template_digest(self, name: str) -> str:
         if name not in self._templates:
-            self._templates[name] = keys.bytes_digest(self.registry.template_path(name).read_bytes())
+            text = self.registry.template_path(name).read_bytes()
+            self._templates[name] = keys.bytes_digest(text)
         return self._templates[name]
 
     def material(self, node: Node, input_keys: Mapping[str, str]) -> dict[str, Any]:

@@ -80,7 +80,8 @@ class Store:
             found = version_file.read_text().strip()
             if found != str(FORMAT_VERSION):
                 raise StoreError(
-                    f"store {self.root} has format {found}, this aivm reads format {FORMAT_VERSION}",
+                    f"store {self.root} has format {found}, "
+                    f"this aivm reads format {FORMAT_VERSION}",
                     hint="use another --store, or upgrade aivm", reason="store-format")
             return self
         try:
@@ -141,14 +142,16 @@ class Store:
             final = self.entry_path(key, name)
             if final.exists():  # a directory with no manifest is garbage
                 remove_tree(final)
-            tmp = self.root / f".tmp-{key[:32]}-{safe_name(name)}-{os.getpid()}-{time.monotonic_ns()}"
+            unique = f"{os.getpid()}-{time.monotonic_ns()}"
+            tmp = self.root / f".tmp-{key[:32]}-{safe_name(name)}-{unique}"
             tmp.mkdir()
             try:
                 started = time.monotonic()
                 build(tmp)
                 if (tmp / MANIFEST).exists():
                     raise BuildError(f"node {name} wrote a file named {MANIFEST}",
-                                     hint="that name is reserved for the store", reason="reserved-name")
+                                     hint="that name is reserved for the store",
+                                     reason="reserved-name")
                 manifest = describe(tree_size(tmp), time.monotonic() - started)
                 _write_synced(tmp / MANIFEST, manifest.to_json())
                 make_read_only(tmp)

@@ -167,6 +167,25 @@ def sha256_file(path: Path) -> str:
     return hasher.hexdigest()
 
 
+def sums_text(source: str) -> str:
+    """A SHA256SUMS file's text, from a URL or a local path."""
+    if source.startswith(("http://", "https://")):
+        import urllib.error
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(source, timeout=TIMEOUT) as response:
+                return str(response.read().decode())
+        except (urllib.error.URLError, OSError) as exc:
+            raise AivmError(f"cannot read {source}: {exc}", reason="download-failed",
+                            hint="pass --sums with a local copy of the SHA256SUMS file") from exc
+    try:
+        return local_source(source).read_text()
+    except OSError as exc:
+        raise AivmError(f"cannot read {source}: {exc.strerror}", reason="download-failed",
+                        hint="check the path of the SHA256SUMS file") from exc
+
+
 def pin_from_sha256sums(url: str, sums_text: str) -> str:
     """The sha256 that a SHA256SUMS file lists for the basename of `url`."""
     from urllib.parse import unquote, urlparse

@@ -1,0 +1,130 @@
+"""`make bench`: aivm's costs, and aivm against virt-install and Vagrant, in one run.
+
+Prints one table and writes bench/results/latest.json. Not part of `make test`:
+the numbers are reported, never asserted. Set BENCH_REPS to change the number
+of repetitions of the boots (default 3); BENCH_SKIP=peers,vm to skip parts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import graph_bench
+
+RESULTS = Path(__file__).with_name("results")
+
+
+def machine() -> dict[str, Any]:
+    mem = Path("/proc/meminfo").read_text().split()[1]
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               "?")
+    return {"date": time.strftime("%Y-%m-%d"), "kernel": platform.release(),
+            "cores": os.cpu_count(), "memory_gib": round(int(mem) / 2**20, 1), "cpu": cpu,
+            "python": platform.python_version()}
+
+
+def peers(reps: int) -> dict[str, Any]:
+    from bench import peers as p
+    from bench.image import bench_image, bench_seed
+    from tests.e2e.harness import RealStack
+
+    image, seed = bench_image(), bench_seed()
+    out: dict[str, Any] = {}
+    for label, fn in (("virt_install_up_s", p.virt_install_up), ("vagrant_up_s", p.vagrant_up),
+                      ("vagrant_destroy_up_cycle_s", p.vagrant_destroy_up_cycle)):
+        times = []
+        for _ in range(reps):
+            with RealStack() as stack:
+                try:
+                    times.append(fn(stack, image, seed))
+                except Exception as exc:  # a peer failing is a result to report, not a crash
+                    out[label + "_error"] = f"{type(exc).__name__}: {exc}"[:300]
+                    break
+        if times:
+            out[label] = statistics.median(times)
+    return out
+
+
+def vm(reps: int) -> dict[str, Any]:
+    from bench import vm_bench
+    from tests.e2e.harness import RealStack
+
+    with RealStack() as stack:
+        return vm_bench.lifecycle(stack, reps)
+
+
+def ratio(a: float | None, b: float | None) -> str:
+    return f"{a / b:.2f}" if a and b else "-"
+
+
+def table(r: dict[str, Any]) -> str:
+    g, s, v, p = r["graph"], {x["vms"]: x for x in r["status"]}, r.get("vm", {}), r.get("peers", {})
+    rows = [
+        ("no-op `aivm build` (whole process, median)", f"{g['noop_median_s']:.3f} s", "<= 0.15 s"),
+        ("image bytes read by a no-op build", f"{g['noop_hashed_bytes']}", "0"),
+        ("one param changed (memory): nodes rebuilt / time",
+         f"{', '.join(r['param']['rebuilt'])} / {r['param']['median_s']:.3f} s", "1 node"),
+    ]
+    rows += [(f"status of {n} VMs ({x['nodes']} nodes): time / peak RSS",
+              f"{x['total_s']:.3f} s / {x['peak_rss_mib']:.0f} MiB",
+              "<= 1 s" if n == 1000 else "") for n, x in sorted(s.items())]
+    if v:
+        rows += [
+            ("cold create (image build + boot) to ssh-ready", f"{v['cold_create_s']:.1f} s", ""),
+            ("warm-store create to ssh-ready", f"{v['warm_create_s']:.1f} s", ""),
+            ("`aivm up --recreate` to ssh-ready", f"{v['recreate_s']:.1f} s", ""),
+            ("re-create speed-up over a cold create",
+             f"{ratio(v['cold_create_s'], v['recreate_s'])}x", ">= 5x"),
+            ("aivm's own overhead in a warm create (total - guest boot)",
+             f"{v['warm_overhead_s']:.1f} s", ""),
+            ("`aivm destroy && aivm up` cycle", f"{v['destroy_up_cycle_s']:.1f} s", ""),
+        ]
+    if p:
+        rows += [
+            ("virt-install --import to ssh-ready", f"{p.get('virt_install_up_s', 0):.1f} s", ""),
+            ("`vagrant up` (vagrant-libvirt) to ssh-ready",
+             f"{p.get('vagrant_up_s', 0):.1f} s", ""),
+            ("aivm warm create / virt-install",
+             ratio(v.get("warm_create_s"), p.get("virt_install_up_s")), "<= 1"),
+            ("aivm warm create / vagrant up",
+             ratio(v.get("warm_create_s"), p.get("vagrant_up_s")), "<= 0.5"),
+            ("aivm destroy+up / vagrant destroy+up",
+             ratio(v.get("destroy_up_cycle_s"), p.get("vagrant_destroy_up_cycle_s")), ""),
+        ]
+        rows += [(k, v2, "") for k, v2 in p.items() if k.endswith("_error")]
+    width = max(len(a) for a, _, _ in rows)
+    lines = [f"{'measure':<{width}}  {'result':<28} target", "-" * (width + 40)]
+    lines += [f"{a:<{width}}  {b:<28} {c}" for a, b, c in rows]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    reps = int(os.environ.get("BENCH_REPS", "3"))
+    skip = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
+    result: dict[str, Any] = {"machine": machine(), "graph": graph_bench.noop_build(10),
+                              "param": graph_bench.one_param_change(5),
+                              "status": graph_bench.status_scaling()}
+    if os.geteuid() == 0 and "vm" not in skip:
+        result["vm"] = vm(reps)
+    if os.geteuid() == 0 and "peers" not in skip:
+        result["peers"] = peers(reps)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "latest.json").write_text(json.dumps(result, indent=2))
+    m = result["machine"]
+    print(f"aivm bench, {m['date']}, {m['cores']} cores, {m['memory_gib']} GiB, {m['cpu']}, "
+          f"Linux {m['kernel']}, Python {m['python']}\n")
+    print(table(result))
+    print(f"\nwritten: {RESULTS / 'latest.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
