@@ -9,8 +9,8 @@ the entry and returns at once.
 The peers get a cloud-init seed made by aivm's `seed-iso` recipe (same
 user-data template as aivm's guests: a user with a throwaway ssh key, keys
 only), also cached in the store. The seed names the NIC's MAC, as aivm's
-does (cloud-init's ifupdown renderer brings up no NIC for a name-glob match:
-measured, no DHCP request at all), so each peer must give its NIC `BENCH_MAC`.
+does (with only the name-glob match `en*`/`eth*` the guest booted, cloud-init ran,
+but no DHCP lease came in 400 s), so each peer must give its NIC `BENCH_MAC`.
 
 Paths must be traversable by libvirt-qemu: /var/tmp/aivm-bench is 0755 and
 outside the five directories the real-stack harness bind-mounts.
