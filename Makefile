@@ -31,6 +31,7 @@ lint: install
 	$(VENV)/bin/mypy --strict aivm/graph
 
 bench: install
+	bash scripts/bench-deps.sh
 	$(PY) -m bench
 
 demo: install

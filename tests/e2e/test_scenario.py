@@ -151,7 +151,7 @@ def test_7_bad_input_refused_before_anything_is_defined(user: AivmUser, tmp_path
     user.edit(lambda t: t + f'\n[[images]]\nname = "bad"\nsource = "fetch"\nurl = "{blob}"\n'
                             f'sha256 = "{"0" * 64}"\n\n[[vms]]\nname = "bad-vm"\nimage = "bad"\n')
     bad = user.run("up", "bad-vm", "--yes", check=False)
-    assert bad.returncode != 0 and "digest" in bad.stderr.lower()
+    assert bad.returncode != 0 and "sha256 mismatch" in bad.stderr
     assert user.json("status", "bad-vm")["domain_state"] == "missing"
 
     user.edit(lambda t: t + '\n[[networks]]\nname = "overlap"\nbridge = "virbr-ovl"\n'
