@@ -35,13 +35,15 @@ def restart_actions(place: Place) -> tuple[Action, ...]:
     """Restart the running VM and wait for its ssh (for devices that cannot be hot-plugged)."""
     if place.target is None:
         return ()
-    import time
+    from aivm.activate import up as activation
+    from aivm.config.to_graph import mac_address
 
-    target, name = place.target, place.vm.name
+    vm, name = place.vm, place.vm.name
     return (live.shutdown_domain(place.conn, name), live.start_domain(place.conn, name),
-            Action.api(f"wait until {name} answers ssh again", f"ssh {target.user}@{target.host}"
-                       " true; cloud-init status --wait",
-                       lambda: ssh.wait(target, deadline=time.monotonic() + 900)))
+            Action.api(f"wait until {name} answers ssh again",
+                       f"wait for a DHCP lease, ssh {vm.user}@<ip> and cloud-init in {name}",
+                       lambda: activation.wait_ready(place.conn, vm, mac_address(name),
+                                                     timeout=900, on_phase=lambda _p, _s: None)))
 
 
 def root_device(vm: str) -> virtiofs.Device:

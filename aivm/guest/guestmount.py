@@ -42,8 +42,14 @@ def virtiofs_script(tag: str, dst: str, *, ro: bool) -> str:
             f"mountpoint -q {_q(dst)}\n")
 
 
+DROP_CACHES = "sync; echo 2 > /proc/sys/vm/drop_caches || true\n"
+
+
 def unmount_script(dst: str) -> str:
-    return f"if mountpoint -q {_q(dst)}; then umount {_q(dst)}; fi\n! mountpoint -q {_q(dst)}\n"
+    """Unmount `dst`, then drop cached dentries so virtiofsd can release the host's files."""
+    return (f"if mountpoint -q {_q(dst)}; then umount {_q(dst)}; fi\n"
+            + DROP_CACHES +
+            f"! mountpoint -q {_q(dst)}\n")
 
 
 def as_root(target: ssh.Target, script: str, meaning: str) -> Action:

@@ -117,8 +117,11 @@ def bind_step(vm: str, folder: Path, target: Path, *, ro: bool) -> Step | None:
 def unbind_step(vm: str, target: Path) -> Step | None:
     if not is_mounted(target) and not target.exists():
         return None
-    acts = [Action.command(root_cmd("umount", "--", str(target),
-                                    meaning=f"unmount {target}"))] if is_mounted(target) else []
+    # Lazy: virtiofsd keeps O_PATH handles on looked-up files until the guest forgets them,
+    # so a plain umount says "target is busy" (measured); the mount leaves at once either way.
+    acts = [Action.command(root_cmd("umount", "--lazy", "--", str(target),
+                                    meaning=f"unmount {target} (lazily: virtiofsd may still "
+                                            "hold handles)"))] if is_mounted(target) else []
     acts.append(Action.command(root_cmd("rmdir", "--", str(target),
                                         meaning=f"remove the empty mount point {target}")))
     return Step(f"Remove the host bind mount {target}",

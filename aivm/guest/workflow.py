@@ -113,10 +113,12 @@ def restore_others(session: Session, place: attach.Place, folder: Path,
     return warnings
 
 
-def shell_command(workplace: Workplace, *, tty: bool):  # type: ignore[no-untyped-def]
-    """ssh into the folder: a login shell started in the guest path."""
+def shell_command(workplace: Workplace, command: tuple[str, ...] = (), *, tty: bool):  # type: ignore[no-untyped-def]
+    """ssh into the folder: a login shell started in the guest path, or `command` run there."""
     import shlex
 
-    remote = f"cd {shlex.quote(workplace.guest_path)} && exec \"$SHELL\" -l"
+    assert workplace.target is not None, "no ssh target: the VM was not started (dry run)"
+    rest = " ".join(command) if command else 'exec "$SHELL" -l'
+    remote = f"cd {shlex.quote(workplace.guest_path)} && {rest}"
     return ssh.command(workplace.target, [remote], tty=tty, batch=False,
                        meaning=f"ssh to {workplace.target.vm} in {workplace.guest_path}")

@@ -152,3 +152,15 @@ def test_ssh_alias_block_is_added_then_replaced(tmp_path: Path, monkeypatch) -> 
     assert (home / ".ssh" / "config").read_text() == (
         f"Include {tmp_path}/state/aivm/ssh_config\nHost *\n    ServerAliveInterval 30\n")
     assert sshconf.include_step(home) is None
+
+
+def test_folder_shell_starts_in_the_guest_path(tmp_path: Path, monkeypatch) -> None:
+    from aivm.guest import workflow
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path))
+    place = workflow.Workplace(ssh.Target("box", "agent", "10.0.0.5", Path("/k")), "/srv/my p")
+    shell = workflow.shell_command(place, tty=True)
+    assert shell.argv[-3:] == ("-t", "agent@10.0.0.5", "cd '/srv/my p' && exec \"$SHELL\" -l")
+    run = workflow.shell_command(place, ("make", "test"), tty=False)
+    assert run.argv[-2:] == ("agent@10.0.0.5", "cd '/srv/my p' && make test")
+    assert run.in_netns and "-t" not in run.argv
