@@ -61,8 +61,18 @@ def vm_group() -> None:
 
 
 def _register() -> None:
-    from aivm.cli import (build_cmd, config_cmd, gc_cmd, graph_cmd, help_cmd, host_cmd,
-                          lifecycle_cmd, ssh_cmd, status_cmd, workplace_cmd)
+    from aivm.cli import (
+        build_cmd,
+        config_cmd,
+        gc_cmd,
+        graph_cmd,
+        help_cmd,
+        host_cmd,
+        lifecycle_cmd,
+        ssh_cmd,
+        status_cmd,
+        workplace_cmd,
+    )
 
     top = (build_cmd.build, graph_cmd.graph, gc_cmd.gc, config_cmd.config, lifecycle_cmd.up,
            lifecycle_cmd.down, lifecycle_cmd.destroy, lifecycle_cmd.restart, status_cmd.status,

@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from aivm.cli.app import App
 from aivm.cli.main import cli
 from aivm.errors import ConfigError
-from aivm.graph.store import Store
 from aivm.graph.graph import Graph
+from aivm.graph.store import Store
 from tests.graph.fakes import FakeRegistry, chain_graph
 
 
