@@ -141,8 +141,10 @@ def test_shared_rw_ro_detach(user: AivmUser, realstack: RealStack, folders: Path
     check_detached(user, realstack, rw)
     check_detached(user, realstack, ro)
 
-    xml = realstack.connect().lookupByName(VM).XMLDesc(0)
-    assert "sh-rw" not in xml and "aivm-shared" not in xml.replace("aivm-shared-root", "")
+    import libvirt
+
+    defined = realstack.connect().lookupByName(VM).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert "sh-rw" not in defined and "sh-ro" not in defined
 
 
 def git(folder: Path, *args: str) -> str:
