@@ -19,8 +19,11 @@ from aivm.run import Cmd
 
 
 def destroy_plan(conn: live.Conn, store: Store, cfg: Config, vm: Vm) -> Plan:
+    from aivm.guest import attach
+
     return plans.of(
         live.remove_domain_plan(conn, vm.name),
+        attach.host_cleanup_plan(vm.name),  # binds into user folders go before the rm -rf
         _remove_state(vm),
         _release_roots(store, vm),
         _network_if_unused(conn, cfg, vm),

@@ -18,7 +18,7 @@ from aivm import paths
 from aivm.activate import disk, firewall, live
 from aivm.activate import plan as plans
 from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
-from aivm.config.schema import Network, Vm
+from aivm.config.schema import Attachment, Network, Vm
 from aivm.errors import AivmError
 from aivm.graph.scheduler import NodeState
 from aivm.graph.store import Store
@@ -66,7 +66,11 @@ def root_name(vm: str, node: str) -> str:
     return f"{vm}--{node}"
 
 
-def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = False) -> Plan:
+def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = False,
+            attachments: tuple[Attachment, ...] = ()) -> Plan:
+    """`attachments`: the config's; their host side is restored before the VM starts."""
+    from aivm.guest import attach
+
     name = art.vm.name
     domain_xml = art.domain_xml.read_text()
     current = live.read_domain(conn, name)
@@ -76,10 +80,17 @@ def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = F
         firewall_plan(art),
         _stop_for_recreate(conn, name) if recreate and current.active else None,
         disk.disk_plan(name, art.overlay, recreate=recreate),
+        attach.host_restore_plan(attachments, name, export=_has_export(domain_xml)),
         _domain(conn, art, domain_xml, current, recreate),
         roots_step(store, art),
         None if recreate else backing_root_step(store, art, disk.disk_path(name)),
     )
+
+
+def _has_export(domain_xml: str) -> bool:
+    from aivm.recipes.base import SHARED_ROOT_TAG
+
+    return f'dir="{SHARED_ROOT_TAG}"' in domain_xml
 
 
 def access_step(art: Artifacts) -> Step | None:

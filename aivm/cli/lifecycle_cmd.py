@@ -34,7 +34,8 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
     from aivm.activate import up as activation
 
     art = session.artifacts(report)
-    plan = activation.plan_up(session.conn(), app.store(), art, recreate=recreate)
+    plan = activation.plan_up(session.conn(), app.store(), art, recreate=recreate,
+                              attachments=session.cfg.attachments)
     outcome = session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
     result = {"vm": session.vm.name, "built": report.built, "dry_run": dry_run,
               "steps": [s.title for s in plan.steps], "notes": list(plan.notes),

@@ -7,7 +7,7 @@ import sys
 import click
 
 from aivm.cli.app import App
-from aivm.cli.options import vm_argument
+from aivm.cli.options import approval, vm_argument
 from aivm.cli.session import Session
 from aivm.cli.session import vm_name as vm_name_of
 from aivm.errors import AivmError
@@ -36,20 +36,43 @@ def guest_target(session: Session):  # type: ignore[no-untyped-def]
 @click.argument("vm_name", metavar="[VM|.]", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--vm", "vm_opt", metavar="VM", help="The VM (same as the argument).")
+@approval
 @click.pass_obj
-def ssh(app: App, vm_name: str | None, command: tuple[str, ...], vm_opt: str | None) -> None:
+def ssh(app: App, vm_name: str | None, command: tuple[str, ...], vm_opt: str | None,
+        dry_run: bool, yes: bool, yes_sudo: bool) -> None:
     """Open a shell in the VM, or run COMMAND there (`aivm ssh VM -- cmd args`).
 
-    `.` means the VM of the current folder.
+    `aivm ssh .` works from a project folder: it brings the folder's VM up if
+    needed (creating the config and VM on first use), attaches the folder,
+    restores the VM's other attachments, and opens the shell in the folder.
     """
     from aivm.guest import ssh as guest_ssh
     from aivm.run import run_foreground
 
+    if vm_name == ".":
+        sys.exit(_folder_shell(app, vm_opt, command, dry_run=dry_run, yes=yes,
+                               yes_sudo=yes_sudo))
     session = Session.open(app, vm_name_of(vm_name, vm_opt))
     tgt = guest_target(session)
     cmd = guest_ssh.command(tgt, list(command), tty=not command and sys.stdin.isatty(),
                             batch=False, meaning=f"ssh to {tgt.vm}")
     sys.exit(run_foreground(cmd))
+
+
+def _folder_shell(app: App, vm_opt: str | None, command: tuple[str, ...], *, dry_run: bool,
+                  yes: bool, yes_sudo: bool) -> int:
+    from pathlib import Path
+
+    from aivm.guest import workflow
+    from aivm.run import run_foreground
+
+    session = Session.open(app, vm_opt, implicit=True)
+    place = workflow.enter(session, Path.cwd(),
+                           approval=workflow.Approval(yes, yes_sudo, dry_run), sensitive_ok=yes)
+    if place.target is None:  # a dry run: the plan was printed
+        return 0
+    tty = not command and sys.stdin.isatty()
+    return run_foreground(workflow.shell_command(place, command, tty=tty))
 
 
 @click.command("ssh_config")

@@ -92,8 +92,20 @@ def domain_node(vm: Vm, image: Image, net: Network, accel: str) -> Node:
         "name": vm.name, "accel": accel, "cpus": vm.cpus, "memory_mib": vm.memory_mib,
         "disk": str(state / "disk.qcow2"), "console_log": str(state / "console.log"),
         "network": net.name, "mac": mac_address(vm.name),
+        "shared_root": str(state / "shared-root") if virtiofs_available() else "",
     }, inputs={"base": f"image.{image.name}", "overlay": f"{vm.name}.overlay",
                "seed": f"{vm.name}.seed", "network": f"net.{net.name}"})
+
+
+VIRTIOFSD = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")
+
+
+def virtiofs_available() -> bool:
+    """Whether libvirt can start virtiofsd here (Debian 12 ships it in qemu-system-common,
+    newer releases in the virtiofsd package). Without it the VM gets no shared-root export."""
+    import shutil
+
+    return any(os.path.exists(p) for p in VIRTIOFSD) or shutil.which("virtiofsd") is not None
 
 
 def mac_address(vm_name: str) -> str:

@@ -164,9 +164,10 @@ def detach_plan(place: Place, att: Attachment, config: Path) -> Plan:
     return plans.of(guest, host, forget)
 
 
-def host_restore_plan(atts: tuple[Attachment, ...], vm: str) -> Plan:
+def host_restore_plan(atts: tuple[Attachment, ...], vm: str, *, export: bool = False) -> Plan:
     """The host side of `vm`'s saved shared attachments, before the VM starts: the export must
-    be a shared mount before virtiofsd starts, and ro exports must exist (after a host reboot)."""
+    be a shared mount before virtiofsd starts, and ro exports must exist (after a host reboot).
+    `export`: the domain has the shared-root device, so the export is needed without folders."""
     roots = [a for a in atts if a.vm == vm and a.mode is AttachMode.SHARED_ROOT]
     ros = [a for a in atts if a.vm == vm and a.mode is AttachMode.SHARED and
            a.access is Access.RO]
@@ -175,7 +176,7 @@ def host_restore_plan(atts: tuple[Attachment, ...], vm: str) -> Plan:
                                  ro=a.access is Access.RO) for a in roots]
     binds += [hostmount.bind_step(vm, Path(a.host_path), Path(shared_device(vm, a).source),
                                   ro=True) for a in ros]
-    return plans.of(hostmount.prepare_root_step(vm) if roots else None, *binds)
+    return plans.of(hostmount.prepare_root_step(vm) if roots or export else None, *binds)
 
 
 def host_cleanup_plan(vm: str) -> Plan:

@@ -18,8 +18,9 @@ from pathlib import Path
 
 from aivm.config.schema import Access, Attachment, AttachMode, Config, Vm
 from aivm.errors import AivmError
+from aivm.recipes.base import SHARED_ROOT_TAG
 
-ROOT_TAG = "aivm-shared-root"       # the one virtiofs tag of a VM's shared-root export
+ROOT_TAG = SHARED_ROOT_TAG       # the one virtiofs tag of a VM's shared-root export
 GUEST_ROOT = "/run/aivm/shared-root"  # where the guest mounts that export
 
 

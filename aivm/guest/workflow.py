@@ -58,11 +58,8 @@ def bring_up(session: Session, approval: Approval,
 
     session.warn_accel()
     art = session.artifacts(session.build())
-    from aivm.activate import plan as plans
-
     atts = attachments.of_vm(session.cfg, session.vm.name)
-    plan = plans.of(attach.host_restore_plan(atts, session.vm.name),
-                    activation.plan_up(session.conn(), session.app.store(), art))
+    plan = activation.plan_up(session.conn(), session.app.store(), art, attachments=atts)
     _execute(session, plan, approval)
     if approval.dry_run:
         return None

@@ -72,5 +72,8 @@ def input_key(entry: Path) -> str:
         return entry.name.split("-", 1)[0]
 
 
+# The virtiofs tag of a VM's one shared-root export (aivm/guest/attach.py mounts it).
+SHARED_ROOT_TAG = "aivm-shared-root"
+
 # The namespace of aivm's <metadata> element in libvirt domain and network XML.
 XMLNS = "https://github.com/Erotemic/aivm/xmlns/node/1"

@@ -3,7 +3,9 @@
 q35, a virtio disk at the VM's writable disk path (per-VM state, not the
 store), the seed as a read-only cdrom on virtio-scsi (the Debian cloud kernel
 has no AHCI), a virtio NIC on the aivm network, a serial console logged to a
-file, virtio-rng, and memfd shared memory so virtiofs can be attached later.
+file, virtio-rng, memfd shared memory so virtiofs can be attached later, and
+(when `shared_root` is set) the VM's one shared-root virtiofs export, present
+from the first boot so that attaching a folder never needs a restart.
 Boot is direct kernel boot when the base image exported a kernel
 (`boot.json`), else firmware boot. The node key and the input keys sit in
 `<metadata>` under the aivm namespace, so activation can tell "identical".
@@ -19,7 +21,7 @@ from typing import Any, ClassVar
 from aivm.errors import BuildError
 from aivm.graph.node import BuildContext, Node
 from aivm.recipes import render, values
-from aivm.recipes.base import XMLNS, RecipeBase, input_key
+from aivm.recipes.base import SHARED_ROOT_TAG, XMLNS, RecipeBase, input_key
 
 ACCELS = ("kvm", "qemu")
 DEFAULT_CMDLINE = "root=/dev/vda rw console=ttyS0"
@@ -29,7 +31,7 @@ class DomainXml(RecipeBase):
     kind: ClassVar[str] = "domain-xml"
     version: ClassVar[int] = 1
     templates: ClassVar[tuple[str, ...]] = ("domain.xml.j2",)
-    defaults: ClassVar[Mapping[str, Any]] = {"cpus": 2, "memory_mib": 4096}
+    defaults: ClassVar[Mapping[str, Any]] = {"cpus": 2, "memory_mib": 4096, "shared_root": ""}
     required: ClassVar[tuple[str, ...]] = (
         "name", "accel", "disk", "console_log", "network", "mac")
     inputs: ClassVar[tuple[str, ...]] = ("base", "overlay", "seed", "network")
@@ -45,11 +47,14 @@ class DomainXml(RecipeBase):
             "console_log": values.abs_path(p["console_log"], "console log path"),
             "network": values.name(p["network"], "network name"),
             "mac": values.mac(p["mac"]),
+            "shared_root": (values.abs_path(p["shared_root"], "shared-root export")
+                            if p["shared_root"] else ""),
         }
 
     def build(self, ctx: BuildContext, into: Path) -> None:
         v = self.check(ctx.node)
         render.write(into, "domain.xml", "domain.xml.j2", key=ctx.key, xmlns=XMLNS,
+                     shared_root_tag=SHARED_ROOT_TAG,
                      input_keys=sorted((r, input_key(p)) for r, p in ctx.inputs.items()),
                      seed=values.abs_path(str(ctx.input("seed") / "seed.iso"), "seed path"),
                      boot=boot_info(ctx.input("base")), **v)

@@ -29,7 +29,7 @@ def domain_xml(name: str, key: str, *, memory_mib: int = 1024, cpus: int = 1,
         "domain.xml.j2", name=name, key=key, xmlns=XMLNS, accel="qemu", cpus=cpus,
         memory_mib=memory_mib, input_keys=[("base", "b" * 64)], disk=f"/state/{name}/disk.qcow2",
         seed="/store/ab-seed/seed.iso", console_log=f"/state/{name}/console.log",
-        network=network, mac="52:54:00:aa:bb:01",
+        network=network, mac="52:54:00:aa:bb:01", shared_root="", shared_root_tag="",
         boot={"firmware": "bios", "kernel": "/store/k/vmlinuz", "initrd": "/store/k/initrd.img",
               "cmdline": "root=/dev/vda rw console=ttyS0"})
 

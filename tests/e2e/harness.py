@@ -163,8 +163,12 @@ class RealStack:
 
     def env(self) -> dict[str, str]:
         """Environment for an `aivm` subprocess that must use this stack."""
-        return {"AIVM_NETNS": self.netns, "LIBVIRT_DEFAULT_URI": self.uri,
-                "AIVM_LIBVIRT_URI": self.uri, "AIVM_STATE": str(self.work / "state")}
+        env = {"AIVM_NETNS": self.netns, "LIBVIRT_DEFAULT_URI": self.uri,
+               "AIVM_LIBVIRT_URI": self.uri, "AIVM_STATE": str(self.work / "state")}
+        libvirtd = self.daemon_pids().get("libvirtd")
+        if libvirtd:  # host mounts for virtiofs must happen in the daemons' mount namespace
+            env["AIVM_HYPERVISOR_PID"] = str(libvirtd)
+        return env
 
     def connect(self) -> Any:
         """A libvirt-python connection to this stack's daemon (opened once)."""

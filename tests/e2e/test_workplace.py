@@ -33,7 +33,6 @@ class WorkplaceUser(AivmUser):
     @property
     def env(self) -> dict[str, str]:
         env = super().env
-        env["AIVM_HYPERVISOR_PID"] = str(self.stack.daemon_pids()["libvirtd"])
         env["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin"     # no VS Code here
         return env
 
@@ -194,3 +193,18 @@ def test_code_prints_steps_and_sync(user: AivmUser, folders: Path) -> None:
     assert "TOKEN" not in guest(user, "cat ~/.bashrc", check=False).stdout
     assert guest(user, f"cat {folder}/from-host.txt").stdout.startswith("hello")
     user.run("detach", str(folder), "--yes")
+
+
+def test_ssh_dot_then_destroy_keeps_the_users_files(user: AivmUser, realstack: RealStack,
+                                                    folders: Path) -> None:
+    """`aivm ssh .` works from the folder; destroying the VM with the folder still attached
+    unmounts the binds first and never deletes through them. (Runs last: it destroys the VM.)"""
+    folder = make_folder(folders, "ssh-dot")
+    out = timed("ssh . (attach + command)", user, "ssh", ".", "--yes", "--", "cat",
+                "from-host.txt", "&&", "pwd", cwd=folder)
+    assert out.stdout.startswith("hello") and out.stdout.rstrip().endswith(str(folder))
+    before = sorted(p.name for p in folder.iterdir())
+    timed("destroy with a folder attached", user, "destroy", VM, "--yes")
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert (folder / "from-host.txt").read_text().startswith("hello")
+    assert str(folder) not in host_mounts(realstack)
