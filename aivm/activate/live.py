@@ -44,6 +44,13 @@ def connect(uri: str = DEFAULT_URI) -> Conn:
             reason="libvirt-unreachable") from exc
 
 
+def runs_qemu_here(conn: Conn) -> bool:
+    """Whether guests of `conn` are QEMU processes on this host (host mounts matter then);
+    libvirt's test driver, for one, runs none."""
+    return str(conn.getType()).upper() == "QEMU" and not str(conn.getURI()).startswith(
+        ("qemu+ssh:", "qemu+tcp:", "qemu+tls:"))
+
+
 def uri_of(conn: Conn) -> str:
     return str(conn.getURI())
 

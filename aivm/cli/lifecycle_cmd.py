@@ -25,10 +25,16 @@ from aivm.cli.session import vm_name as vm_name_of
 @click.pass_obj
 def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
        yes_sudo: bool, recreate: bool, timeout: float, no_wait: bool, as_json: bool) -> None:
-    """Build the VM's graph (stale nodes only), activate it on libvirt, wait for ssh."""
+    """Build the VM's graph (stale nodes only), activate it on libvirt, wait for ssh.
+
+    With --dry-run nothing is built either: stale nodes are listed with their
+    reasons, and the activation plan is shown once everything is built.
+    """
     started = time.monotonic()
     session = Session.open(app, vm_name_of(vm_name, vm_opt), implicit=True)
     session.warn_accel()
+    if dry_run and _stale_for_dry_run(session, as_json):
+        return
     report = session.build(quiet=as_json)
     built_at = time.monotonic()
     from aivm.activate import up as activation
@@ -45,6 +51,28 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
     result["seconds"] = time.monotonic() - started
     if as_json:
         click.echo(json.dumps(result, indent=2))
+
+
+def _stale_for_dry_run(session: Session, as_json: bool) -> bool:
+    """Print what `up` would build; True when something is stale (no plan can be shown yet)."""
+    from aivm.graph import scheduler
+
+    app = session.app
+    states = scheduler.resolve(app.graph((session.vm.name,)), app.registry(), app.store(),
+                               app.statcache())
+    stale = {n: list(s.reasons) for n, s in states.items() if not s.cached}
+    if not stale:
+        return False
+    if as_json:
+        click.echo(json.dumps({"vm": session.vm.name, "dry_run": True, "would_build": stale,
+                               "steps": [], "notes": [], "ran": []}, indent=2))
+        return True
+    click.echo(f"would build {len(stale)} node(s):")
+    for name, reasons in stale.items():
+        click.echo(f"  {name}: {'; '.join(reasons)}")
+    click.echo(f"the activation plan depends on them: `aivm build {session.vm.name}`, "
+               "then `aivm up --dry-run` shows it")
+    return True
 
 
 def _wait(session: Session, art, timeout: float, recreate: bool,  # type: ignore[no-untyped-def]
