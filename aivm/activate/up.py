@@ -174,6 +174,20 @@ def target(vm: Vm, ip: str) -> ssh.Target:
     return ssh.Target(vm.name, vm.user, ip, Path(vm.ssh_privkey).expanduser())
 
 
+def running_target(conn: live.Conn, vm: Vm) -> ssh.Target | None:
+    """The ssh target of a running VM (its newest lease, else the recorded IP); None when
+    it is not running."""
+    from aivm.config.to_graph import mac_address
+
+    if not live.read_domain(conn, vm.name).active:
+        return None
+    ip = live.lease_ip(conn, vm.network, mac_address(vm.name)) or ssh.recorded_ip(vm.name)
+    if not ip:
+        raise AivmError(f"VM {vm.name} has no IP address yet",
+                        hint=f"wait for it: aivm vm wait_ip {vm.name}", reason="no-ip")
+    return target(vm, ip)
+
+
 def wait_ready(conn: live.Conn, vm: Vm, mac: str, *, timeout: float,
                on_phase: Callable[[str, float], None]) -> ssh.Target:
     """Wait for a DHCP lease, ssh and cloud-init (the newest lease wins); record the IP."""

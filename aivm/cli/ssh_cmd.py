@@ -14,22 +14,15 @@ from aivm.errors import AivmError
 
 
 def guest_target(session: Session):  # type: ignore[no-untyped-def]
-    """The ssh target of a running VM: its live DHCP lease, else the recorded IP."""
-    from aivm.activate import live
-    from aivm.activate.up import target
-    from aivm.config.to_graph import mac_address
-    from aivm.guest import ssh
+    """The ssh target of a running VM; a clear error when it is not running."""
+    from aivm.activate.up import running_target
 
-    vm = session.vm
-    state = live.read_domain(session.conn(), vm.name)
-    if not state.active:
-        raise AivmError(f"VM {vm.name} is not running", hint=f"start it: aivm up {vm.name}",
+    found = running_target(session.conn(), session.vm)
+    if found is None:
+        name = session.vm.name
+        raise AivmError(f"VM {name} is not running", hint=f"start it: aivm up {name}",
                         reason="vm-not-running")
-    ip = live.lease_ip(session.conn(), vm.network, mac_address(vm.name)) or ssh.recorded_ip(vm.name)
-    if not ip:
-        raise AivmError(f"VM {vm.name} has no IP address yet",
-                        hint=f"wait for it: aivm vm wait_ip {vm.name}", reason="no-ip")
-    return target(vm, ip)
+    return found
 
 
 @click.command(context_settings={"ignore_unknown_options": True})

@@ -38,13 +38,9 @@ class Workplace:
 
 def running_target(session: Session) -> ssh.Target | None:
     """The ssh target of the session's VM when it runs, else None."""
-    from aivm.activate import live
+    from aivm.activate.up import running_target as live_target
 
-    if not live.read_domain(session.conn(), session.vm.name).active:
-        return None
-    from aivm.cli.ssh_cmd import guest_target
-
-    return guest_target(session)
+    return live_target(session.conn(), session.vm)
 
 
 def bring_up(session: Session, approval: Approval,
