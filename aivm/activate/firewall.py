@@ -50,9 +50,10 @@ def apply_plan(network: str, table: str, ruleset: Path, key: str) -> Plan:
         Privilege.ROOT, Effect.SYSTEM_WRITE))
 
 
-def remove_plan(network: str, table: str, why: str = "") -> Plan:
+def remove_plan(network: str, table: str, why: str = "", absent: str = "not applied") -> Plan:
+    """Delete the table; when there is none, a note ending in `absent`."""
     if not table_exists(table):
-        return plans.of(f"firewall of network {network}: not applied")
+        return plans.of(f"firewall of network {network}: {absent}")
     return plans.of(Step(
         f"Remove the firewall of network {network}",
         why or f"the firewall of network {network} is disabled in the config",

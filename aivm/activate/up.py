@@ -99,11 +99,10 @@ def access_step(art: Artifacts) -> Step | None:
     return disk.access_step(disk.unreadable(art.hypervisor_files(), user), user)
 
 
-def firewall_plan(art: Artifacts) -> Plan | str:
-    if art.ruleset is None:
-        if firewall.table_exists(table_name(art.network.name)):
-            return firewall.remove_plan(art.network.name, table_name(art.network.name))
-        return f"firewall of network {art.network.name}: disabled in the config"
+def firewall_plan(art: Artifacts) -> Plan:
+    if art.ruleset is None:  # one nft probe: remove what is there, or say it is disabled
+        return firewall.remove_plan(art.network.name, table_name(art.network.name),
+                                    absent="disabled in the config")
     node = art.states[f"net.{art.network.name}.nft"]
     return firewall.apply_plan(art.network.name, table_name(art.network.name), art.ruleset,
                                node.key)
