@@ -102,10 +102,26 @@ def edit_cmd(ctx: click.Context) -> None:
     from aivm.config import edit
 
     path = _path(ctx)
+    _refuse_without_terminal(path)
     result = edit.edit_file(path, edit.editor_argv())
     if result.created:
         click.echo(f"created {path} with defaults")
     click.echo(f"{path}: {'saved' if result.changed else 'no changes'}")
+
+
+def _refuse_without_terminal(path: Path) -> None:
+    """The default editor (vi) waits forever for keys that never come without a terminal."""
+    import os
+    import sys
+
+    if sys.stdin.isatty() or os.environ.get("VISUAL") or os.environ.get("EDITOR"):
+        return
+    raise AivmError("`aivm config edit` needs a terminal: standard input is not one, "
+                    "so an editor would wait forever",
+                    hint=f"run it in a terminal, set $EDITOR to a command that needs no "
+                         f"terminal, or edit {path} directly and check it with "
+                         "`aivm config lint`",
+                    reason="no-terminal")
 
 
 @config.command("lint")

@@ -249,3 +249,19 @@ def test_group_without_app_uses_default_path(cfg_path: Path,
     monkeypatch.setenv("AIVM_CONFIG", str(cfg_path))
     result = CliRunner().invoke(config, ["lint"], obj=None, catch_exceptions=False)
     assert result.output == f"{cfg_path}: no problems\n"
+
+
+def test_edit_without_terminal_or_editor_is_refused(aivm, cfg_path: Path,  # type: ignore[no-untyped-def]
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """vi with no terminal would wait forever; CliRunner's stdin is not a terminal."""
+    write(cfg_path, SMALL)
+    monkeypatch.delenv("VISUAL", raising=False)
+    monkeypatch.delenv("EDITOR", raising=False)
+    result = aivm("config", "edit")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "error: `aivm config edit` needs a terminal: standard input is not one, so an editor "
+        "would wait forever\n"
+        "hint: run it in a terminal, set $EDITOR to a command that needs no terminal, or edit "
+        f"{cfg_path} directly and check it with `aivm config lint`\n")
+    assert cfg_path.read_text() == SMALL
