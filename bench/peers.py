@@ -98,7 +98,7 @@ def virt_install_up(stack: RealStack, image: BenchImage, seed: BenchSeed, *,
         mark(marks, "lease", t0)
         mbc.wait_ssh(stack, str(seed.private_key), ip, READY_S)
         seconds = mark(marks, "ssh ok", t0)
-        mbc._wait_cloud_init(stack, str(seed.private_key), ip)
+        mbc.wait_cloud_init(stack, str(seed.private_key), ip)
         mark(marks, "cloud-init done", t0)
     return seconds
 
@@ -267,7 +267,7 @@ def check_ready(stack: RealStack, seed: BenchSeed, marks: Marks, t0: float) -> N
     if mbc.ssh(stack, str(seed.private_key), ip, "echo", "ok").strip() != "ok":
         raise PeerError(f"vagrant up returned but ssh {ip} echo ok did not answer ok",
                         reason="peer-not-ready")
-    mbc._wait_cloud_init(stack, str(seed.private_key), ip)
+    mbc.wait_cloud_init(stack, str(seed.private_key), ip)
     mark(marks, "cloud-init done", t0)
 
 
@@ -334,9 +334,9 @@ def start_network(stack: RealStack) -> Any:
 
 
 def remove_network(net: Any) -> None:
-    from tests.e2e.harness import _remove_network
+    from tests.e2e.harness import remove_network
 
-    _remove_network(net)
+    remove_network(net)
 
 
 def remove_networks(stack: RealStack, *names: str) -> None:
@@ -346,11 +346,11 @@ def remove_networks(stack: RealStack, *names: str) -> None:
 
 
 def remove_domain(stack: RealStack, name: str) -> None:
-    from tests.e2e.harness import _remove_domain
+    from tests.e2e.harness import remove_domain
 
     for dom in stack.connect().listAllDomains():
         if dom.name() == name:
-            _remove_domain(dom)
+            remove_domain(dom)
 
 
 def has_pool(stack: RealStack, name: str) -> bool:

@@ -68,7 +68,8 @@ from tests.e2e.netns import (
 
 __all__ = ["ACTIVE", "HarnessError", "LanHost", "RealStack", "console_log", "lan_host",
            "nat_network_xml", "netns_exists", "nft_tables", "ns_exec", "ns_pids", "pid_alive",
-           "pid_name", "start_listener", "unavailable_reason"]
+           "pid_name", "remove_domain", "remove_network", "start_listener",
+           "unavailable_reason"]
 
 PRIVATE_DIRS = {
     "etc": "/etc/libvirt",
@@ -288,9 +289,9 @@ class RealStack:
             return
         conn = self.connect()
         for dom in conn.listAllDomains():
-            _remove_domain(dom)
+            remove_domain(dom)
         for net in conn.listAllNetworks():
-            _remove_network(net)
+            remove_network(net)
         with contextlib.suppress(Exception):
             conn.close()
         self._conn = None
@@ -348,7 +349,8 @@ def _same_tree(a: Path, b: Path) -> bool:
     return b.is_dir() and files(a) == files(b)
 
 
-def _remove_domain(dom: Any) -> None:
+def remove_domain(dom: Any) -> None:
+    """Destroy and undefine a libvirt domain with everything libvirt keeps beside it."""
     import libvirt
 
     if dom.isActive():
@@ -361,7 +363,8 @@ def _remove_domain(dom: Any) -> None:
         dom.undefineFlags(flags)
 
 
-def _remove_network(net: Any) -> None:
+def remove_network(net: Any) -> None:
+    """Destroy and undefine a libvirt network."""
     if net.isActive():
         net.destroy()
     if net.isPersistent():

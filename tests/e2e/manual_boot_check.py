@@ -213,7 +213,7 @@ def boot_and_probe(stack: RealStack, work: Path, clock: Clock) -> None:
     wait_ssh(stack, key, ip, 240)
     clock.marks["start → ssh ok"] = time.monotonic() - t0
     print(f"  start → ssh ok: {clock.marks['start → ssh ok']:.1f} s", flush=True)
-    _wait_cloud_init(stack, key, ip)
+    wait_cloud_init(stack, key, ip)
     clock.marks["start → cloud-init done"] = time.monotonic() - t0
     print(f"  start → cloud-init done: {clock.marks['start → cloud-init done']:.1f} s")
     print("  guest says:", ssh(stack, key, ip, "id", USER, "&&", "uname", "-r").strip())
@@ -227,7 +227,7 @@ def _start_network(conn: object) -> object:
     return net
 
 
-def _wait_cloud_init(stack: RealStack, key: str, ip: str) -> None:
+def wait_cloud_init(stack: RealStack, key: str, ip: str) -> None:
     """cloud-init restarts sshd after the first answer (REALSTACK P4): retry."""
     end = time.monotonic() + 180
     while True:
