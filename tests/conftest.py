@@ -26,3 +26,19 @@ def shared_store() -> Iterator[Path]:
 
         remove_tree(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Wall time per test module (setup, call and teardown), slowest first: the suite's budget."""
+    per_module: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if isinstance(report, pytest.TestReport):
+                module = report.nodeid.split("::", 1)[0]
+                per_module[module] = per_module.get(module, 0.0) + report.duration
+    if not per_module:
+        return
+    terminalreporter.write_sep("-", "time per test module")
+    for module, seconds in sorted(per_module.items(), key=lambda kv: -kv[1])[:15]:
+        terminalreporter.write_line(f"{seconds:8.1f} s  {module}")
+    terminalreporter.write_line(f"{sum(per_module.values()):8.1f} s  total")
