@@ -1,12 +1,15 @@
 """overlay: a thin qcow2 backed by the base image's disk in the store.
 
 The pristine template from which activation takes each VM's writable disk.
-Its backing file is the absolute store path of the base's `disk.qcow2`.
+Its backing file names the base's `disk.qcow2` relative to the overlay
+(`../<entry>/disk.qcow2`: entries are siblings), so the entry stays valid
+when the store moves or is copied to another machine.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +25,7 @@ GIB = 1 << 30
 
 class Overlay(RecipeBase):
     kind: ClassVar[str] = "overlay"
-    version: ClassVar[int] = 1
+    version: ClassVar[int] = 2   # 2: relative backing file
     defaults: ClassVar[Mapping[str, Any]] = {"size_gib": 32}
     inputs: ClassVar[tuple[str, ...]] = ("base",)
     tools: ClassVar[tuple[str, ...]] = ("qemu-img",)
@@ -40,8 +43,9 @@ class Overlay(RecipeBase):
             raise BuildError(f"disk size {size // GIB} GiB is smaller than the base image "
                              f"({-(-virtual // GIB)} GiB)",
                              hint="raise disk_gib for this VM", reason="invalid-param")
+        relative = os.path.relpath(base, into)   # qemu resolves it from the overlay's dir
         run.run(run.Cmd.of("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                           "-b", str(base), str(into / "disk.qcow2"), str(size),
+                           "-b", relative, str(into / "disk.qcow2"), str(size),
                            meaning="create the VM's thin overlay disk"))
 
 

@@ -236,7 +236,9 @@ def test_overlay_is_thin_over_the_store_base(built: Built) -> None:
     info = json.loads(run(Cmd.of("qemu-img", "info", "--output=json", "-U",
                                  str(built.paths["devbox.overlay"] / "disk.qcow2"))).stdout)
     assert info["format"] == "qcow2"
-    assert info["backing-filename"] == str(built.paths["image.cloud"] / "disk.qcow2")
+    base = built.paths["image.cloud"] / "disk.qcow2"
+    assert info["backing-filename"] == f"../{base.parent.name}/disk.qcow2"   # relocatable
+    assert Path(info["full-backing-filename"]).resolve() == base.resolve()
     assert info["backing-filename-format"] == "qcow2"
     assert info["virtual-size"] == 8 << 30
     assert (built.paths["image.cloud"] / "disk.qcow2").read_bytes() == \
