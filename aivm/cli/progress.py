@@ -12,8 +12,11 @@ from typing import Any
 
 
 class BuildProgress:
-    def __init__(self, *, enabled: bool) -> None:
+    """Renders build events; `console` (a rich Console) replaces stderr, e.g. in tests."""
+
+    def __init__(self, *, enabled: bool, console: Any = None) -> None:
         self.enabled = enabled
+        self._console = console
         self._progress: Any = None
         self._tasks: dict[str, Any] = {}
 
@@ -41,14 +44,15 @@ class BuildProgress:
             self._progress = Progress(
                 TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                 TransferSpeedColumn(), TimeRemainingColumn(), TimeElapsedColumn(),
-                console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+                console=self._console or Console(stderr=True), transient=True,
+                disable=not (self._console.is_terminal if self._console else sys.stderr.isatty()))
             self._progress.start()
         return self._progress
 
     def _print(self, text: str) -> None:
         ui = self._ui()
         if ui.disable:
-            print(text, file=sys.stderr, flush=True)
+            print(text, file=self._console.file if self._console else sys.stderr, flush=True)
         else:
             ui.console.print(text, highlight=False, markup=False)
 
@@ -58,7 +62,7 @@ class BuildProgress:
         if what == "start":
             self._print(f"building {name}: {'; '.join(info.get('reasons', ()))}")
         elif what == "progress":
-            self._advance(name, int(info["done"]), int(info["total"] or 0))
+            self._advance(name, info)
         elif what == "done":
             self._finish(name)
             self._print(f"built {name} in {info['seconds']:.1f} s")
@@ -71,11 +75,16 @@ class BuildProgress:
         elif what == "skipped":
             self._print(f"skipped {name} (needs {info['because']})")
 
-    def _advance(self, name: str, done: int, total: int) -> None:
+    def _advance(self, name: str, info: dict[str, Any]) -> None:
+        """A "progress" event moves the bar by `advance` bytes or to `position` bytes."""
         ui = self._ui()
+        total = int(info.get("total") or 0) or None
         if name not in self._tasks:
-            self._tasks[name] = ui.add_task(name, total=total or None)
-        ui.update(self._tasks[name], completed=done, total=total or None)
+            self._tasks[name] = ui.add_task(name, total=total)
+        if "position" in info:
+            ui.update(self._tasks[name], completed=int(info["position"]), total=total)
+        else:
+            ui.update(self._tasks[name], advance=int(info["advance"]), total=total)
 
     def _finish(self, name: str) -> None:
         task = self._tasks.pop(name, None)

@@ -31,6 +31,16 @@ class Node:
         return hash(self.name)
 
 
+class ByteProgress(Protocol):
+    """How a recipe reports byte-counting work (a download, a copy): two distinct calls."""
+
+    def advanced(self, nbytes: int, total: int | None) -> None:
+        """`nbytes` more bytes are done since the last report (an increment)."""
+
+    def reached(self, position: int, total: int | None) -> None:
+        """`position` bytes are done in all, e.g. where a resumed download starts (a position)."""
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """What a recipe may read while building: its node and its inputs' store paths."""
@@ -39,7 +49,8 @@ class BuildContext:
     key: str
     inputs: Mapping[str, Path]
     files: Mapping[str, Path]
-    progress: Any = None  # a callable(advance_bytes, total_bytes) or None
+    progress: ByteProgress | None = None
+    file_digests: Mapping[str, str] = field(default_factory=dict)  # the keyed blake3 per file
 
     def input(self, role: str) -> Path:
         return self.inputs[role]

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aivm import urls
 from aivm.errors import AivmError, BuildError
 from aivm.graph import explain, keys
 from aivm.graph.graph import Graph
@@ -189,18 +190,34 @@ def _build_one(graph: Graph, registry: Registry, store: Store, report: BuildRepo
         node=node, key=state.key,
         inputs={r: report.states[d].path for r, d in node.inputs.items()},
         files={r: Path(p).expanduser() for r, p in node.files.items()},
-        progress=lambda done, total: emit("progress", name, done=done, total=total))
+        progress=_ProgressEvents(name, emit), file_digests=state.material.get("files", {}))
     started = time.monotonic()
     _, ours = store.commit(state.key, name, lambda into: recipe.build(ctx, into),
                            lambda size, secs: _manifest(node, state, size, secs))
     return time.monotonic() - started, ours
 
 
+@dataclass(frozen=True)
+class _ProgressEvents:
+    """A node's ByteProgress as "progress" build events with `advance=` or `position=`."""
+
+    name: str
+    emit: Event
+
+    def advanced(self, nbytes: int, total: int | None) -> None:
+        self.emit("progress", self.name, advance=nbytes, total=total)
+
+    def reached(self, position: int, total: int | None) -> None:
+        self.emit("progress", self.name, position=position, total=total)
+
+
 def _manifest(node: Node, state: NodeState, size: int, seconds: float) -> Manifest:
     mat = state.material
+    # a fixed-output key has no params: the manifest shows them with URL secrets redacted
+    params = mat["params"] if "params" in mat else urls.redact_params(node.params)
     return Manifest(
         key=state.key, name=node.name, kind=node.kind, version=int(mat.get("version", 0)),
-        params=mat.get("params", dict(node.params)), inputs=mat.get("inputs", {}),
+        params=params, inputs=mat.get("inputs", {}),
         input_entries={r: Path(p).name for r, p in _input_paths(node, state).items()},
         templates=mat.get("templates", {}), files=mat.get("files", {}),
         created=datetime.now(UTC).isoformat(timespec="seconds"), size=size,

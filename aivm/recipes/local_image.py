@@ -3,7 +3,10 @@
 For images the user made or downloaded themselves and did not pin: the file
 is a file input of the node, so its blake3 digest (hashed once, then taken
 from the stat cache while the file is unchanged) is part of the key. The
-build copies it into the store (a reflink where the filesystem allows).
+build copies it into the store (a reflink where the filesystem allows), then
+hashes the copy: bytes that differ from the digest the key was made from (the
+file changed during the build, or behind the stat cache's back) are refused
+and nothing is committed.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar
 
+from aivm.errors import BuildError
+from aivm.graph import keys
 from aivm.graph.node import BuildContext
 from aivm.recipes.base import RecipeBase
 from aivm.run import Cmd, run
@@ -23,5 +28,12 @@ class LocalImage(RecipeBase):
 
     def build(self, ctx: BuildContext, into: Path) -> None:
         self.check(ctx.node)
-        run(Cmd.of("cp", "--reflink=auto", "--", str(ctx.files["image"]),
-                   str(into / "disk.qcow2"), meaning="copy the local image into the store"))
+        source, copy = ctx.files["image"], into / "disk.qcow2"
+        run(Cmd.of("cp", "--reflink=auto", "--", str(source), str(copy),
+                   meaning="copy the local image into the store"))
+        expected = ctx.file_digests.get("image", "")
+        if keys.file_digest(copy) != expected:
+            raise BuildError(f"{source} changed while aivm copied it into the store: the copy "
+                             "does not match the content the node was keyed by",
+                             hint="run the build again once nothing writes to the image",
+                             reason="input-changed")
