@@ -13,7 +13,10 @@ would say yes wrongly. The decision is therefore:
    under `qemu-system-x86_64 -accel kvm` (catches a broken or refused KVM).
 
 The result is cached per boot (keyed by the kernel's boot_id) under the
-user state dir, so `aivm up` pays for the probe once.
+user state dir, so `aivm up` pays for the probe once. A dry run
+(`choose(..., probe=False)`) starts no QEMU and writes no cache: it takes the
+cached result, else decides from files alone when they rule KVM out, else
+assumes KVM and says so (`AccelChoice.assumed`).
 """
 
 from __future__ import annotations
@@ -37,10 +40,15 @@ EXIT_STATUS = (EXIT_VALUE << 1) | 1
 class AccelChoice:
     accel: Accel
     reason: str
+    assumed: bool = False  # not probed (a dry run): `accel` is what the plan assumes
 
     @property
     def warning(self) -> str:
-        """The one line to print when emulation was chosen for want of KVM; else ""."""
+        """The one line to print when emulation was chosen for want of KVM, or when the
+        choice is only assumed; else ""."""
+        if self.assumed:
+            return f"accel = auto is not probed yet ({self.reason}): this dry run assumes " \
+                   f"{self.accel}; `aivm up` runs the probe"
         if self.accel is Accel.QEMU and not self.reason.startswith("set "):
             return f"KVM unusable here ({self.reason}): using QEMU emulation, " \
                    "expect ~10x slower boots"
@@ -134,9 +142,10 @@ def cache_path() -> Path:
 
 
 def choose(setting: str = "auto", *, host: Host | None = None, cache: Path | None = None,
-           refresh: bool = False, run_guest: GuestRun = guest_runs) -> AccelChoice:
+           refresh: bool = False, run_guest: GuestRun = guest_runs,
+           may_probe: bool = True) -> AccelChoice:
     """The accel for the domain node: the configured one, or (for `auto`) the probed one,
-    cached per boot."""
+    cached per boot. Without `may_probe` (a dry run) nothing runs and nothing is written."""
     if setting in (Accel.KVM, Accel.QEMU):
         return AccelChoice(Accel(setting), f"set to {setting} in the config")
     host = host or Host()
@@ -145,9 +154,19 @@ def choose(setting: str = "auto", *, host: Host | None = None, cache: Path | Non
     cached = None if refresh else _read_cache(cache, boot)
     if cached is not None:
         return cached
+    if not may_probe:
+        return without_probe(host)
     choice = probe(host, run_guest)
     _write_cache(cache, boot, choice)
     return choice
+
+
+def without_probe(host: Host) -> AccelChoice:
+    """The choice files alone allow: QEMU when they rule KVM out, else KVM assumed."""
+    problem = static_problem(host)
+    if problem:
+        return AccelChoice(Accel.QEMU, problem)
+    return AccelChoice(Accel.KVM, "a dry run starts no QEMU probe", assumed=True)
 
 
 def _boot_id(host: Host) -> str:

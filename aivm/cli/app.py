@@ -34,6 +34,12 @@ def _default_graph(app: App, vms: tuple[str, ...]) -> Graph:
     return model.declared_graph(app, vms)
 
 
+def _note(text: str) -> None:
+    import click
+
+    click.echo(text, err=True)
+
+
 @dataclass
 class App:
     config_override: str | None = None
@@ -42,6 +48,7 @@ class App:
     debug: bool = False
     verbose: int = 0
     yes: bool = False
+    dry_run: bool = False  # set by --dry-run: nothing may be written or started (aivm/model.py)
     registry_factory: Callable[[], Registry] = _default_registry
     graph_factory: Callable[[App, tuple[str, ...]], Graph] = _default_graph
     _cache: dict[str, Any] = field(default_factory=dict)
@@ -60,7 +67,7 @@ class App:
         if "config" not in self._cache:
             from aivm import model
 
-            self._cache["config"] = model.load_config(self.config_path, implicit=implicit)
+            self._cache["config"] = model.config_for(self, implicit=implicit, notify=_note)
         cfg: Config = self._cache["config"]
         return cfg
 
@@ -85,9 +92,9 @@ class App:
             return ""
 
     def statcache(self) -> StatCache:
-        from aivm.graph.statcache import StatCache
+        from aivm import model
 
-        return StatCache(self.store().root / "cache" / "stat.json")
+        return model.statcache_for(self, self.store().root / "cache" / "stat.json")
 
     def registry(self) -> Registry:
         return self.registry_factory()

@@ -34,9 +34,9 @@ class Session:
         return cls(app, cfg, resolve_vm(cfg, name, Path.cwd()))
 
     def warn_accel(self) -> None:
-        from aivm.activate import accel
+        from aivm import model
 
-        warning = accel.choose(self.vm.accel).warning
+        warning = model.accel_for(self.app, self.vm.accel).warning
         if warning:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
 

@@ -4,7 +4,8 @@
 ssh key or a dedicated one to create, and the first 10.77.N.0/24 that no host
 route overlaps. `render()` shows it as commented TOML; `apply()` creates the
 key if needed and writes the file. `implicit_init()` does all of it without
-asking, for `aivm up` / `aivm code .` on a machine with no config.
+asking, for `aivm up` / `aivm code .` on a machine with no config;
+`implicit_preview()` is its dry run: what would be written, nothing written.
 """
 
 from __future__ import annotations
@@ -244,6 +245,29 @@ def create_key(private: Path) -> None:
     run.run(run.Cmd.of("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                        f"aivm@{socket.gethostname()}", "-f", str(private),
                        meaning="create a dedicated ssh key for aivm guests"))
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `implicit_init` would do: the text it would write, the key it would create."""
+
+    config: schema.Config
+    text: str
+    new_key: Path | None          # the public key ssh-keygen would create, if any
+
+    def message(self, path: Path) -> str:
+        key = f" and create the ssh key {self.new_key.with_suffix('')} (ssh-keygen)" \
+            if self.new_key else ""
+        body = "".join(f"  | {line}\n" for line in self.text.splitlines())
+        return f"no config at {path}: without --dry-run, aivm would write it{key}:\n{body}"
+
+
+def implicit_preview(path: Path) -> Preview:
+    """The config `implicit_init(path)` would write, loaded from its text; nothing written."""
+    plan = detect(host_facts())
+    text = render(plan)
+    key = plan.host.home / ".ssh" / f"{DEDICATED_KEY}.pub" if plan.create_key else None
+    return Preview(load_mod.loads(text, path), text, key)
 
 
 def implicit_init(path: Path) -> schema.Config:

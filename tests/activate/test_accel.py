@@ -111,3 +111,26 @@ def test_this_machine(tmp_path) -> None:
         pytest.skip("not a PVM host")
     choice = accel.choose(cache=tmp_path / "accel.json")
     assert choice.accel is Accel.QEMU and "kvm_pvm" in choice.reason
+
+
+def test_dry_run_choice_starts_no_guest_and_writes_no_cache(tmp_path) -> None:
+    """`may_probe=False` (a dry run): KVM is assumed and said so; nothing runs or is written."""
+    guest, cache = Guest(), tmp_path / "state" / "accel.json"
+    choice = accel.choose("auto", host=fake_host(tmp_path), cache=cache, run_guest=guest,
+                          may_probe=False)
+    assert choice.accel is Accel.KVM and choice.assumed
+    assert guest.runs == 0 and not cache.exists() and not cache.parent.exists()
+    assert choice.warning == ("accel = auto is not probed yet (a dry run starts no QEMU probe): "
+                              "this dry run assumes kvm; `aivm up` runs the probe")
+
+
+def test_dry_run_choice_decides_from_files_or_takes_the_cache(tmp_path) -> None:
+    guest, cache = Guest(), tmp_path / "accel.json"
+    pvm = accel.choose("auto", host=fake_host(tmp_path / "a", pvm=True), cache=cache,
+                       run_guest=guest, may_probe=False)
+    assert pvm.accel is Accel.QEMU and not pvm.assumed and "kvm_pvm" in pvm.reason
+    host = fake_host(tmp_path / "b")
+    probed = accel.choose("auto", host=host, cache=cache, run_guest=Guest("refused"))
+    assert probed.accel is Accel.QEMU and cache.exists()
+    again = accel.choose("auto", host=host, cache=cache, run_guest=guest, may_probe=False)
+    assert again == probed and guest.runs == 0
