@@ -89,6 +89,8 @@ def accel_for(app: App, setting: str) -> AccelChoice:
     cached = app._cache.setdefault("accel", {})
     if setting not in cached:
         cached[setting] = accel.choose(setting, may_probe=not app.dry_run)
+        if cached[setting].note:
+            app.notify(cached[setting].note)
     choice: AccelChoice = cached[setting]
     return choice
 

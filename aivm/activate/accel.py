@@ -43,12 +43,16 @@ class AccelChoice:
     assumed: bool = False  # not probed (a dry run): `accel` is what the plan assumes
 
     @property
+    def note(self) -> str:
+        """The one line a dry run prints when the choice is only assumed; else ""."""
+        if not self.assumed:
+            return ""
+        return f"note: accel = auto is not probed yet ({self.reason}): this dry run " \
+               f"assumes {self.accel}; `aivm up` runs the probe"
+
+    @property
     def warning(self) -> str:
-        """The one line to print when emulation was chosen for want of KVM, or when the
-        choice is only assumed; else ""."""
-        if self.assumed:
-            return f"accel = auto is not probed yet ({self.reason}): this dry run assumes " \
-                   f"{self.accel}; `aivm up` runs the probe"
+        """The one line to print when emulation was chosen for want of KVM; else ""."""
         if self.accel is Accel.QEMU and not self.reason.startswith("set "):
             return f"KVM unusable here ({self.reason}): using QEMU emulation, " \
                    "expect ~10x slower boots"

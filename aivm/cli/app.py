@@ -49,6 +49,7 @@ class App:
     verbose: int = 0
     yes: bool = False
     dry_run: bool = False  # set by --dry-run: nothing may be written or started (aivm/model.py)
+    notify: Callable[[str], None] = _note  # one line (or block) for the user, on stderr
     registry_factory: Callable[[], Registry] = _default_registry
     graph_factory: Callable[[App, tuple[str, ...]], Graph] = _default_graph
     _cache: dict[str, Any] = field(default_factory=dict)
@@ -67,7 +68,7 @@ class App:
         if "config" not in self._cache:
             from aivm import model
 
-            self._cache["config"] = model.config_for(self, implicit=implicit, notify=_note)
+            self._cache["config"] = model.config_for(self, implicit=implicit, notify=self.notify)
         cfg: Config = self._cache["config"]
         return cfg
 

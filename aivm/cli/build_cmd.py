@@ -8,11 +8,13 @@ import os
 import click
 
 from aivm.cli.app import App
+from aivm.cli.options import note_dry_run
 
 
 @click.command()
 @click.argument("targets", nargs=-1)
-@click.option("--dry-run", is_flag=True, help="Say what would be built; build nothing.")
+@click.option("--dry-run", is_flag=True, callback=note_dry_run,
+              help="Say what would be built; build nothing.")
 @click.option("--explain", is_flag=True, help="Say why each stale node is stale.")
 @click.option("--keep-going", is_flag=True, help="Build what can be built after a failure.")
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,

@@ -10,7 +10,7 @@ import click
 F = Callable[..., Any]
 
 
-def _note_dry_run(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+def note_dry_run(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
     """A dry run is known to the App before any config is loaded (it writes nothing)."""
     from aivm.cli.app import App
 
@@ -23,7 +23,7 @@ def _note_dry_run(ctx: click.Context, _param: click.Parameter, value: bool) -> b
 def approval(fn: F) -> F:
     """--dry-run / --yes / --yes-sudo, as every plan-executing command takes them."""
     for opt in reversed((
-        click.option("--dry-run", is_flag=True, callback=_note_dry_run,
+        click.option("--dry-run", is_flag=True, callback=note_dry_run,
                      help="Print the whole plan; change nothing."),
         click.option("-y", "--yes", is_flag=True, help="Approve every step."),
         click.option("--yes-sudo", "--yes_sudo", "yes_sudo", is_flag=True,

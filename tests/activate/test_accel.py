@@ -120,8 +120,9 @@ def test_dry_run_choice_starts_no_guest_and_writes_no_cache(tmp_path) -> None:
                           may_probe=False)
     assert choice.accel is Accel.KVM and choice.assumed
     assert guest.runs == 0 and not cache.exists() and not cache.parent.exists()
-    assert choice.warning == ("accel = auto is not probed yet (a dry run starts no QEMU probe): "
-                              "this dry run assumes kvm; `aivm up` runs the probe")
+    assert choice.note == ("note: accel = auto is not probed yet (a dry run starts no QEMU "
+                           "probe): this dry run assumes kvm; `aivm up` runs the probe")
+    assert choice.warning == ""
 
 
 def test_dry_run_choice_decides_from_files_or_takes_the_cache(tmp_path) -> None:
