@@ -1,9 +1,10 @@
 """The download bar as a person sees it: rendered frames of a real fetch from a slow server.
 
-A fetch node is built by the real scheduler from a throttled HTTP server on
-127.0.0.1; the build events go to the CLI's BuildProgress, which renders to a
-recording rich console that behaves like a terminal. The frames it drew must
-show the completed amount rising to the total, with a rate and an ETA.
+A fetch node is built from a throttled HTTP server on 127.0.0.1, once by the
+real scheduler with the CLI's BuildProgress rendering to a recording rich
+console that behaves like a terminal, once by `aivm build` itself on a
+pseudo-terminal. The frames drawn must show the completed amount rising to
+the total, with a rate and an ETA.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from tests.recipes.test_fetch import PAYLOAD, fetch_node, serving
 
 # "image.test ━━━━━━━━━━━━━━━━   1.3/3.2 MB 1.1 MB/s 0:00:02 0:00:01": done/total, rate,
 # time remaining, time elapsed
-FRAME = re.compile(r"image\.test .*?(\d+\.\d)/(\d+\.\d) MB\s+(\S+ [kM]?B/s)\s+"
+FRAME = re.compile(r"image\.\w+ .*?(\d+\.\d)/(\d+\.\d) MB\s+(\S+ [kM]?B/s)\s+"
                    r"(\d:\d\d:\d\d|-:--:--)\s+\d:\d\d:\d\d")
 
 
@@ -54,3 +55,86 @@ def test_download_bar_moves_to_the_total_with_rate_and_eta(tmp_path: Path) -> No
     assert any(eta[0].isdigit() and eta != "0:00:00" for _, _, _, eta in frames)
     assert "built image.test in" in screen.getvalue()
 
+
+
+CONFIG = """\
+[defaults]
+cpus = 1
+memory_mib = 1024
+image = "tiny"
+accel = "qemu"
+network = "lab"
+ssh_pubkey = "{home}/k.pub"
+ssh_privkey = "{home}/k"
+
+[[vms]]
+name = "box"
+
+[[networks]]
+name = "lab"
+bridge = "virbr-lab"
+subnet = "10.77.9.0/24"
+gateway = "10.77.9.1"
+dhcp_start = "10.77.9.100"
+dhcp_end = "10.77.9.254"
+
+[[images]]
+name = "tiny"
+url = "{url}"
+sha256 = "{sha256}"
+"""
+
+
+def _run_on_a_terminal(argv: list[str], env: dict[str, str]) -> str:
+    """Run `argv` with stdout and stderr on a 120-column pseudo-terminal; what it drew."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(master)
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+
+
+def test_aivm_build_on_a_terminal_shows_a_moving_bar(tmp_path: Path) -> None:
+    """`aivm build` itself, on a pseudo-terminal, downloading from a slow loopback server."""
+    import hashlib
+    import os
+    import sys
+
+    from aivm.paths import CHECKOUT
+
+    (tmp_path / "k.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBCD test\n")
+    with serving() as (base, served):
+        served.piece, served.pause = 128 * 1024, 0.06
+        config = tmp_path / "config.toml"
+        config.write_text(CONFIG.format(home=tmp_path, url=f"{base}/img/disk.img",
+                                        sha256=hashlib.sha256(PAYLOAD).hexdigest()))
+        env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"], "TERM": "xterm",
+               "PYTHONPATH": str(CHECKOUT), "PYTHONDONTWRITEBYTECODE": "1", "no_proxy": "*"}
+        screen = _run_on_a_terminal(
+            [sys.executable, "-m", "aivm", "--config", str(config), "--store",
+             str(tmp_path / "store"), "build", "image.tiny"], env)
+    frames = _frames(screen)
+    done = [d for d, _, _, _ in frames]
+    assert len(frames) >= 5, screen
+    assert done == sorted(done) and len(set(done)) >= 4, done
+    assert any(rate[0].isdigit() for _, _, rate, _ in frames)
+    assert "built image.tiny in" in screen
