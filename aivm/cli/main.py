@@ -52,7 +52,20 @@ def cli(ctx: click.Context, config_path: str | None, store_path: str | None, con
     app.connect = connect or app.connect
     app.verbose, app.debug = verbose, debug
     level = logging.DEBUG if debug or verbose > 1 else logging.INFO if verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=level, format="%(name)s: %(message)s", handlers=[CurrentStderr()])
+
+
+class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes each record to `sys.stderr` as it is then: while a progress bar is live, rich
+    has swapped it for a proxy that prints above the bar (a download's redirect note)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
 
 
 @click.group("vm", cls=AivmGroup, context_settings=CONTEXT)

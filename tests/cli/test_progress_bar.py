@@ -138,3 +138,28 @@ def test_aivm_build_on_a_terminal_shows_a_moving_bar(tmp_path: Path) -> None:
     assert done == sorted(done) and len(set(done)) >= 4, done
     assert any(rate[0].isdigit() for _, _, rate, _ in frames)
     assert "built image.tiny in" in screen
+
+
+def test_log_lines_print_above_a_live_bar(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A redirect note logged mid-download goes through the bar's console, not around it."""
+    import logging
+    import sys
+
+    from aivm.cli.main import CurrentStderr
+
+    real = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", real)
+    screen = io.StringIO()
+    console = Console(file=screen, force_terminal=True, width=120, color_system=None)
+    logger = logging.getLogger("aivm.test-live-bar")
+    handler = CurrentStderr()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    logger.addHandler(handler)
+    try:
+        with BuildProgress(enabled=True, console=console) as ui:
+            ui.event("progress", "image.test", advance=1000, total=10_000)
+            logger.warning("redirected (HTTP 302) to http://127.0.0.2/x")
+            assert "redirected" not in real.getvalue()
+    finally:
+        logger.removeHandler(handler)
+    assert "aivm.test-live-bar: redirected (HTTP 302) to http://127.0.0.2/x" in screen.getvalue()
