@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -271,11 +270,8 @@ def _resolve(app: App, graph: Graph) -> dict[str, NodeState]:
 
 def _build(app: App, graph: Graph, targets: Iterable[str]) -> BuildReport:
     from aivm.cli import progress
-    from aivm.graph import scheduler
 
-    with progress.BuildProgress(enabled=True) as ui:
-        return scheduler.build(graph, app.registry(), app.store(), app.statcache(),
-                               targets=list(targets), jobs=os.cpu_count() or 2, on_event=ui.event)
+    return progress.build(app, graph, targets)
 
 
 def _execute(app: App, plan: Plan, *, yes: bool, yes_sudo: bool, dry_run: bool) -> None:

@@ -6,9 +6,47 @@ not pay for it.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aivm.cli.app import App
+    from aivm.graph.graph import Graph
+    from aivm.graph.scheduler import BuildReport
+
+
+def build(app: App, graph: Graph, targets: Iterable[str] | None = None, *,
+          quiet: bool = False) -> BuildReport:
+    """Build the stale nodes of `graph` with a progress display. In a dry run nothing is
+    built: with stale nodes, say which and why, and end the command (exit 0)."""
+    from aivm.graph import scheduler
+
+    wanted = None if targets is None else list(targets)
+    if app.dry_run:
+        return _would_build(app, graph, wanted)
+    with BuildProgress(enabled=not quiet) as ui:
+        return scheduler.build(graph, app.registry(), app.store(), app.statcache(),
+                               targets=wanted, jobs=os.cpu_count() or 2, on_event=ui.event)
+
+
+def _would_build(app: App, graph: Graph, targets: list[str] | None) -> BuildReport:
+    import click
+
+    from aivm.graph import scheduler
+
+    states = scheduler.resolve(graph, app.registry(), app.store(), app.statcache(), targets)
+    stale = {name: state.reasons for name, state in states.items() if not state.cached}
+    if stale:
+        click.echo(f"would build {len(stale)} node(s):")
+        for name, reasons in stale.items():
+            click.echo(f"  {name}: {'; '.join(reasons)}")
+        click.echo(f"the plan depends on them: `aivm build {' '.join(stale)}`, then run this "
+                   "command again with --dry-run to see it")
+        click.get_current_context().exit(0)
+    return scheduler.BuildReport(states)
 
 
 class BuildProgress:

@@ -41,16 +41,10 @@ class Session:
             click.secho(f"warning: {warning}", fg="yellow", err=True)
 
     def build(self, *, quiet: bool = False) -> BuildReport:
-        import os
-
+        """Build the VM's stale nodes; a dry run builds nothing (aivm/cli/progress.py)."""
         from aivm.cli import progress
-        from aivm.graph import scheduler
 
-        graph = self.app.graph((self.vm.name,))
-        with progress.BuildProgress(enabled=not quiet) as ui:
-            return scheduler.build(graph, self.app.registry(), self.app.store(),
-                                   self.app.statcache(), jobs=os.cpu_count() or 2,
-                                   on_event=ui.event)
+        return progress.build(self.app, self.app.graph((self.vm.name,)), quiet=quiet)
 
     def artifacts(self, report: BuildReport) -> Artifacts:
         from aivm.activate.up import Artifacts

@@ -81,6 +81,22 @@ def test_dry_run_without_config_writes_and_starts_nothing(
         assert "aivm-2404.seed" in result.stdout and "never built" in result.stdout
 
 
+@pytest.mark.parametrize("command", [("host", "fw", "apply"), ("host", "net", "create")])
+def test_host_dry_runs_build_nothing_into_the_store(empty_home: tuple[Path, Path],
+                                                    command: tuple[str, ...]) -> None:
+    """They used to build the network's nodes into the store to show their plan."""
+    home, log = empty_home
+    result = aivm(home, *command, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []
+    assert _ran(log) == ["ip -j route show table all"]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("would build ") and "  net.aivm: never built" in lines
+    stale = [line.split(":")[0].strip() for line in lines[1:-1]]
+    assert lines[-1] == (f"the plan depends on them: `aivm build {' '.join(stale)}`, then run "
+                         "this command again with --dry-run to see it")
+
+
 def test_the_same_up_without_dry_run_would_write_and_probe(
         empty_home: tuple[Path, Path]) -> None:
     """The control: without --dry-run the same command writes the config and runs both."""

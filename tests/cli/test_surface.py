@@ -289,6 +289,11 @@ NET_LINES = "  subnet 10.77.9.0/24 on bridge virbr-lab\n"
 def test_net_create_status_destroy(world: World) -> None:
     assert world.aivm("host", "net", "status").stdout == (
         "network lab: missing (`aivm host net create` creates it)\n" + NET_LINES)
+    unbuilt = world.aivm("host", "net", "create", "--dry-run")  # a dry run builds nothing
+    assert (unbuilt.exit_code, unbuilt.stdout.splitlines()[:2]) == (
+        0, ["would build 1 node(s):", "  net.lab: never built"])
+    assert not list(world.store.glob("*-net.lab"))
+    assert world.aivm("build", "net.lab").exit_code == 0
     dry = world.aivm("host", "net", "create", "--dry-run")
     assert dry.exit_code == 0 and dry.stdout == ""
     assert "[1/1] Define and start network lab  (user, system-write)" in dry.stderr
@@ -345,6 +350,10 @@ def test_fw_disabled_and_dry_run(world: World) -> None:
     world.write(firewall=True)
     assert world.aivm("host", "fw", "status").stdout == (
         "firewall of network lab: not applied (`aivm host fw apply lab`)\n")
+    unbuilt = world.aivm("host", "fw", "apply", "--dry-run")  # a dry run builds nothing
+    assert unbuilt.exit_code == 0 and "  net.lab.nft: never built" in unbuilt.stdout
+    assert not list(world.store.glob("*-net.lab.nft"))
+    assert world.aivm("build", "net.lab", "net.lab.nft").exit_code == 0
     dry = world.aivm("host", "fw", "apply", "--dry-run")
     assert dry.exit_code == 0 and dry.stdout == ""
     ruleset = next(world.store.glob("*-net.lab.nft")) / "ruleset.nft"
@@ -373,6 +382,10 @@ def test_update_cpus_memory_and_disk(world: World) -> None:
     assert same.stdout == "VM box: cpus, memory, disk and network match the config\n"
     world.write(cpus=2, memory_mib=2048, disk_gib=3)
 
+    unbuilt = world.aivm("vm", "update", "--dry-run")  # a dry run builds nothing
+    assert unbuilt.stdout.splitlines()[:2] == ["would build 2 node(s):",
+                                               "  box.overlay: param size_gib 2 → 3"]
+    assert world.aivm("build", "box").exit_code == 0
     dry = world.aivm("vm", "update", "--dry-run")
     assert dry.stdout == ("memory: 1024 MiB -> 2048 MiB (needs a restart)\n"
                           "cpus: 1 -> 2 (needs a restart)\n"
@@ -422,6 +435,7 @@ def test_update_grows_a_running_disk_live(world: World) -> None:
     assert world.aivm("up", "--yes", "--no-wait").exit_code == 0
     disk = world.state / "box" / "disk.qcow2"
     world.write(disk_gib=4)
+    assert world.aivm("build", "box").exit_code == 0  # a dry run builds nothing
     result = world.aivm("vm", "update", "--dry-run")
     assert result.stdout == "disk: 2 GiB -> 4 GiB (applies without a restart)\n"
     titles = re.findall(r"(?m)^\[\d/\d\] (.*?)  \(", result.stderr)
