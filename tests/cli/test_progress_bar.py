@@ -57,34 +57,6 @@ def test_download_bar_moves_to_the_total_with_rate_and_eta(tmp_path: Path) -> No
 
 
 
-CONFIG = """\
-[defaults]
-cpus = 1
-memory_mib = 1024
-image = "tiny"
-accel = "qemu"
-network = "lab"
-ssh_pubkey = "{home}/k.pub"
-ssh_privkey = "{home}/k"
-
-[[vms]]
-name = "box"
-
-[[networks]]
-name = "lab"
-bridge = "virbr-lab"
-subnet = "10.77.9.0/24"
-gateway = "10.77.9.1"
-dhcp_start = "10.77.9.100"
-dhcp_end = "10.77.9.254"
-
-[[images]]
-name = "tiny"
-url = "{url}"
-sha256 = "{sha256}"
-"""
-
-
 def _run_on_a_terminal(argv: list[str], env: dict[str, str]) -> str:
     """Run `argv` with stdout and stderr on a 120-column pseudo-terminal; what it drew."""
     import fcntl
@@ -120,13 +92,16 @@ def test_aivm_build_on_a_terminal_shows_a_moving_bar(tmp_path: Path) -> None:
     import sys
 
     from aivm.paths import CHECKOUT
+    from tests.cli.test_surface import CONFIG
 
-    (tmp_path / "k.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBCD test\n")
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "k.pub").write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBCD t\n")
     with serving() as (base, served):
         served.piece, served.pause = 128 * 1024, 0.06
         config = tmp_path / "config.toml"
-        config.write_text(CONFIG.format(home=tmp_path, url=f"{base}/img/disk.img",
-                                        sha256=hashlib.sha256(PAYLOAD).hexdigest()))
+        text = CONFIG.format(home=tmp_path, image="IMAGE", firewall="false",
+                             sha256=hashlib.sha256(PAYLOAD).hexdigest())
+        config.write_text(text.replace('"file://IMAGE"', f'"{base}/img/disk.img"'))
         env = {"HOME": str(tmp_path), "PATH": os.environ["PATH"], "TERM": "xterm",
                "PYTHONPATH": str(CHECKOUT), "PYTHONDONTWRITEBYTECODE": "1", "no_proxy": "*"}
         screen = _run_on_a_terminal(
