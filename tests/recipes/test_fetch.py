@@ -377,3 +377,11 @@ def test_overall_deadline(server: tuple[str, Served], tmp_path: Path,
         fetch(fetch_node(f"{base}/img/disk.img"), tmp_path / "e")
     assert err.value.reason == "download-too-slow"
     assert "longer than 1 s in all" in err.value.message
+
+
+def test_an_invalid_url_is_refused_without_its_secrets() -> None:
+    with pytest.raises(AivmError) as err:
+        REGISTRY.recipe("fetch").preflight(fetch_node("https://al:pw9@a.example/x y?t=tok9"))
+    assert err.value.reason == "invalid-param"
+    assert "'https://al:***@a.example/x y?t=***'" in err.value.message
+    assert "pw9" not in err.value.message and "tok9" not in err.value.message
