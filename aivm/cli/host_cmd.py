@@ -70,7 +70,9 @@ def image_pin(app: App, image: str, url: str, sums: str | None) -> None:
     source = sums or url.rsplit("/", 1)[0] + "/SHA256SUMS"
     digest = pin_from_sha256sums(url, sums_text(source))
     write.pin_image(app.config_path, image, url=url, sha256=digest)
-    click.echo(f"image {image}: pinned {url}\n  sha256 {digest} (from {source})")
+    from aivm.urls import redact
+
+    click.echo(f"image {image}: pinned {redact(url)}\n  sha256 {digest} (from {redact(source)})")
 
 
 @host.command("image_fetch")
