@@ -9,7 +9,8 @@ set -eu
 
 PACKAGES="libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
 dnsmasq-base iptables nftables iproute2 mmdebstrap openssh-client libvirt-dev
-pkg-config gcc python3-venv python3-dev ovmf e2fsprogs genisoimage"
+pkg-config gcc python3-venv python3-dev ovmf e2fsprogs genisoimage fdisk
+dosfstools mtools grub-pc-bin grub-efi-amd64-bin"
 
 missing=""
 for pkg in $PACKAGES; do

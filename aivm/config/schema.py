@@ -31,6 +31,16 @@ class ImageSource(StrEnum):
     DEBOOTSTRAP = "debootstrap"
 
 
+class ImageLayout(StrEnum):
+    KERNEL = "kernel"      # root filesystem only; kernel and initrd outside (direct boot)
+    DISK = "disk"          # partitioned disk with its own bootloader (BIOS and UEFI)
+
+
+class Firmware(StrEnum):
+    BIOS = "bios"          # SeaBIOS
+    EFI = "efi"            # OVMF, Secure Boot off
+
+
 class AttachMode(StrEnum):
     SHARED_ROOT = "shared-root"
     SHARED = "shared"
@@ -87,6 +97,9 @@ class Image:
     mirror: str = "http://deb.debian.org/debian"
     packages: tuple[str, ...] = DEBOOTSTRAP_PACKAGES
     image_size_gib: int = 3
+    layout: ImageLayout = ImageLayout.KERNEL
+    # any source: the firmware the VM boots the image with
+    firmware: Firmware = Firmware.BIOS
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """Config -> graph: the nodes that make one VM, from its resolved config.
 
-    image.<image>        fetch (fixed-output, keyed by its sha256) or debootstrap
+    image.<image>        fetch (fixed-output, keyed by its sha256), debootstrap, or
+                         debootstrap-disk (layout = "disk")
     <vm>.overlay         thin qcow2 over the image
     <vm>.seed            cloud-init NoCloud seed; the ssh public key is a file input
     net.<network>        libvirt NAT network XML
@@ -18,7 +19,7 @@ import os
 from pathlib import Path
 
 from aivm import paths
-from aivm.config.schema import Config, Image, ImageSource, Network, Vm
+from aivm.config.schema import Config, Image, ImageLayout, ImageSource, Network, Vm
 from aivm.errors import ConfigError
 from aivm.graph.node import Node
 
@@ -41,7 +42,8 @@ def vm_graph(cfg: Config, vm: Vm, *, accel: str) -> dict[str, Node]:
 def image_node(cfg: Config, image: Image) -> Node:
     name = f"image.{image.name}"
     if image.source == ImageSource.DEBOOTSTRAP:
-        return Node(name, "debootstrap", params={
+        kind = "debootstrap-disk" if image.layout == ImageLayout.DISK else "debootstrap"
+        return Node(name, kind, params={
             "suite": image.suite, "mirror": image.mirror, "packages": tuple(image.packages),
             "image_size_gib": image.image_size_gib})
     if not image.sha256 and "://" not in image.url:
@@ -93,6 +95,7 @@ def domain_node(vm: Vm, image: Image, net: Network, accel: str) -> Node:
         "disk": str(state / "disk.qcow2"), "console_log": str(state / "console.log"),
         "network": net.name, "mac": mac_address(vm.name),
         "shared_root": str(state / "shared-root") if virtiofs_available() else "",
+        "firmware": str(image.firmware),
     }, inputs={"base": f"image.{image.name}", "overlay": f"{vm.name}.overlay",
                "seed": f"{vm.name}.seed", "network": f"net.{net.name}"})
 

@@ -2,7 +2,8 @@
 
 The list is scripts/deps.sh's (a test keeps the two equal): libvirt and QEMU,
 the tools the recipes and activation run (qemu-img, nft, mmdebstrap,
-genisoimage, mkfs.ext4), and what building libvirt-python needs.
+genisoimage, mkfs.ext4; sfdisk, mkfs.vfat, mtools and GRUB's BIOS and EFI images for
+`layout = "disk"` images), and what building libvirt-python needs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ PACKAGES = (
     "libvirt-daemon-system", "libvirt-clients", "qemu-system-x86", "qemu-utils",
     "dnsmasq-base", "iptables", "nftables", "iproute2", "mmdebstrap", "openssh-client",
     "libvirt-dev", "pkg-config", "gcc", "python3-venv", "python3-dev", "ovmf", "e2fsprogs",
-    "genisoimage",
+    "genisoimage", "fdisk", "dosfstools", "mtools", "grub-pc-bin", "grub-efi-amd64-bin",
 )
 APT_ENV = "DEBIAN_FRONTEND=noninteractive"
 

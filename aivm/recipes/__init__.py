@@ -20,6 +20,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "fetch": ("aivm.recipes.fetch", "Fetch"),
     "local-image": ("aivm.recipes.local_image", "LocalImage"),
     "debootstrap": ("aivm.recipes.debootstrap", "Debootstrap"),
+    "debootstrap-disk": ("aivm.recipes.debootstrap", "DebootstrapDisk"),
     "overlay": ("aivm.recipes.overlay", "Overlay"),
     "seed-iso": ("aivm.recipes.seed_iso", "SeedIso"),
     "network-xml": ("aivm.recipes.network_xml", "NetworkXml"),

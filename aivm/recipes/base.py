@@ -13,6 +13,8 @@ from aivm.graph.node import Node
 
 TOOL_PACKAGES = {
     "qemu-img": "qemu-utils", "mmdebstrap": "mmdebstrap", "mkfs.ext4": "e2fsprogs",
+    "sfdisk": "fdisk", "mkfs.vfat": "dosfstools", "mmd": "mtools", "mcopy": "mtools",
+    "grub-mkimage": "grub-common",
 }
 
 

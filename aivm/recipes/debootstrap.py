@@ -7,6 +7,13 @@ turns the tree into a filesystem image without mounting anything, and
 `qemu-img convert` makes it `disk.qcow2`. The kernel and initrd are exported
 beside it, with `boot.json` for direct kernel boot. Needs root (mmdebstrap's
 root mode keeps file ownership right for `mkfs.ext4 -d`).
+
+debootstrap-disk (`layout = "disk"`) makes the same tree into a disk that boots by
+itself, the way distributions ship cloud images: GPT, GRUB for SeaBIOS and for UEFI,
+the kernel inside (aivm/recipes/disk_image.py), cloud-guest-utils so cloud-init grows
+the root partition to the VM's disk, and a compressed qcow2 (about 200 MiB for the
+default packages, against 530 MiB uncompressed). No boot.json: the domain boots it
+from its disk.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from aivm import run
 from aivm.config.schema import DEBOOTSTRAP_PACKAGES as PACKAGES
 from aivm.errors import AivmError, BuildError
 from aivm.graph.node import BuildContext, Node
-from aivm.recipes import render, values
+from aivm.recipes import disk_image, render, values
 from aivm.recipes.base import RecipeBase
 
 SUITES = ("bookworm", "trixie", "bullseye", "sid", "testing", "stable")
@@ -38,6 +45,8 @@ class Debootstrap(RecipeBase):
         "suite": "bookworm", "packages": PACKAGES, "image_size_gib": 3}
     required: ClassVar[tuple[str, ...]] = ("mirror",)
     tools: ClassVar[tuple[str, ...]] = ("mmdebstrap", "mkfs.ext4", "qemu-img")
+    extra_packages: ClassVar[tuple[str, ...]] = ()
+    convert_flags: ClassVar[tuple[str, ...]] = ()
 
     def check(self, node: Node) -> dict[str, Any]:
         p = super().check(node)
@@ -61,16 +70,43 @@ class Debootstrap(RecipeBase):
         rootfs, raw = work / "rootfs", work / "root.raw"
         work.mkdir()
         try:
-            bootstrap(rootfs, v)
+            packages = tuple(dict.fromkeys(v["packages"] + self.extra_packages))
+            bootstrap(rootfs, {**v, "packages": packages})
             configure(rootfs)
-            export_boot(rootfs, into)
-            run.run(run.Cmd.of("mkfs.ext4", "-q", "-F", "-L", LABEL, "-d", str(rootfs),
-                               str(raw), f"{v['image_size_gib']}G",
-                               meaning="make the root filesystem image from the tree"))
-            run.run(run.Cmd.of("qemu-img", "convert", "-O", "qcow2", str(raw),
-                               str(into / "disk.qcow2"), meaning="convert the image to qcow2"))
+            self.make_raw(rootfs, raw, into, v["image_size_gib"] << 30)
+            run.run(run.Cmd.of("qemu-img", "convert", *self.convert_flags, "-O", "qcow2",
+                               str(raw), str(into / "disk.qcow2"),
+                               meaning="convert the image to qcow2"))
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def make_raw(self, rootfs: Path, raw: Path, into: Path, size: int) -> None:
+        """The root filesystem alone as the disk; kernel and initrd beside it."""
+        export_boot(rootfs, into)
+        run.run(run.Cmd.of("mkfs.ext4", "-q", "-F", "-L", LABEL, "-d", str(rootfs),
+                           str(raw), f"{size >> 30}G",
+                           meaning="make the root filesystem image from the tree"))
+
+
+class DebootstrapDisk(Debootstrap):
+    """The same tree as a GPT disk with GRUB for BIOS and UEFI and the kernel inside."""
+
+    kind: ClassVar[str] = "debootstrap-disk"
+    version: ClassVar[int] = 1
+    templates: ClassVar[tuple[str, ...]] = Debootstrap.templates + ("debootstrap-grub.cfg.j2",)
+    tools: ClassVar[tuple[str, ...]] = Debootstrap.tools + disk_image.TOOLS
+    extra_packages: ClassVar[tuple[str, ...]] = ("cloud-guest-utils",)  # growpart
+    convert_flags: ClassVar[tuple[str, ...]] = ("-c",)   # compressed, as distributions ship
+
+    def preflight(self, node: Node) -> None:
+        super().preflight(node)
+        disk_image.check_grub()
+
+    def make_raw(self, rootfs: Path, raw: Path, into: Path, size: int) -> None:
+        grub = rootfs / "boot" / "grub"
+        grub.mkdir(parents=True, exist_ok=True)
+        (grub / "grub.cfg").write_text(render.render("debootstrap-grub.cfg.j2", label=LABEL))
+        disk_image.assemble(rootfs, raw, size, LABEL, raw.parent)
 
 
 def bootstrap(rootfs: Path, v: Mapping[str, Any]) -> None:

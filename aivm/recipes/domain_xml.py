@@ -7,8 +7,10 @@ file, virtio-rng, memfd shared memory so virtiofs can be attached later, and
 (when `shared_root` is set) the VM's one shared-root virtiofs export, present
 from the first boot so that attaching a folder never needs a restart.
 Boot is direct kernel boot when the base image exported a kernel
-(`boot.json`), else firmware boot. The node key and the input keys sit in
-`<metadata>` under the aivm namespace, so activation can tell "identical".
+(`boot.json`), else from the disk's own bootloader. `firmware` is SeaBIOS
+(`bios`) or OVMF (`efi`, Secure Boot and enrolled keys off: an image's GRUB may
+be unsigned), as the image's config entry says. The node key and the input
+keys sit in `<metadata>` under the aivm namespace, so activation can tell "identical".
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from aivm.recipes import render, values
 from aivm.recipes.base import SHARED_ROOT_TAG, XMLNS, RecipeBase, input_key
 
 ACCELS = ("kvm", "qemu")
+FIRMWARES = ("bios", "efi")
 DEFAULT_CMDLINE = "root=/dev/vda rw console=ttyS0"
 
 
@@ -31,7 +34,8 @@ class DomainXml(RecipeBase):
     kind: ClassVar[str] = "domain-xml"
     version: ClassVar[int] = 1
     templates: ClassVar[tuple[str, ...]] = ("domain.xml.j2",)
-    defaults: ClassVar[Mapping[str, Any]] = {"cpus": 2, "memory_mib": 4096, "shared_root": ""}
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "cpus": 2, "memory_mib": 4096, "shared_root": "", "firmware": "bios"}
     required: ClassVar[tuple[str, ...]] = (
         "name", "accel", "disk", "console_log", "network", "mac")
     inputs: ClassVar[tuple[str, ...]] = ("base", "overlay", "seed", "network")
@@ -49,28 +53,30 @@ class DomainXml(RecipeBase):
             "mac": values.mac(p["mac"]),
             "shared_root": (values.abs_path(p["shared_root"], "shared-root export")
                             if p["shared_root"] else ""),
+            "firmware": values.one_of(p["firmware"], FIRMWARES, "firmware"),
         }
 
     def build(self, ctx: BuildContext, into: Path) -> None:
         v = self.check(ctx.node)
+        firmware = v.pop("firmware")
         render.write(into, "domain.xml", "domain.xml.j2", key=ctx.key, xmlns=XMLNS,
                      shared_root_tag=SHARED_ROOT_TAG,
                      input_keys=sorted((r, input_key(p)) for r, p in ctx.inputs.items()),
                      seed=values.abs_path(str(ctx.input("seed") / "seed.iso"), "seed path"),
-                     boot=boot_info(ctx.input("base")), **v)
+                     boot=boot_info(ctx.input("base"), firmware), **v)
 
 
-def boot_info(base: Path) -> dict[str, str]:
-    """How the base image boots: its boot.json with absolute paths, or firmware (BIOS)."""
+def boot_info(base: Path, firmware: str = "bios") -> dict[str, str]:
+    """How the base image boots under `firmware`: the kernel its boot.json names (with
+    absolute paths), or, without boot.json, the bootloader on its disk."""
+    out = {"firmware": firmware, "kernel": "", "initrd": "", "cmdline": ""}
     path = base / "boot.json"
     if not path.is_file():
-        return {"firmware": "bios", "kernel": "", "initrd": "", "cmdline": ""}
+        return out
     try:
         data = json.loads(path.read_text())
     except ValueError as exc:
         raise BuildError(f"{path} is not JSON: {exc}", reason="bad-input") from exc
-    out = {"firmware": values.one_of(data.get("firmware", "bios"), ("bios", "efi"), "firmware"),
-           "kernel": "", "initrd": "", "cmdline": ""}
     if data.get("kernel"):
         out["kernel"] = values.abs_path(str(base / data["kernel"]), "kernel path")
         if data.get("initrd"):

@@ -12,6 +12,11 @@ from aivm.host import deps
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def test_disk_images_tools_are_in_the_list() -> None:
+    for package in ("fdisk", "dosfstools", "mtools", "grub-pc-bin", "grub-efi-amd64-bin", "ovmf"):
+        assert package in deps.PACKAGES
+
+
 def test_same_packages_as_deps_sh() -> None:
     script = (ROOT / "scripts" / "deps.sh").read_text()
     listed = re.search(r'PACKAGES="([^"]*)"', script)
@@ -36,14 +41,15 @@ def test_plan_is_one_root_step_with_only_the_missing_packages() -> None:
                       "nftables", "mmdebstrap")]
     assert plans.render(plan) == (
         "[1/1] Install the packages aivm needs  (root, system-write)\n"
-        "      why: 2 of 18 are missing\n"
+        f"      why: 2 of {len(deps.PACKAGES)} are missing\n"
         "      - refresh the package lists\n"
         "      - install 2 package(s): nftables mmdebstrap")
 
 
 def test_nothing_missing_is_a_note() -> None:
     plan = deps.install_plan(())
-    assert plan.is_empty and plan.notes == ("all 18 packages aivm needs are installed",)
+    assert plan.is_empty and plan.notes == (
+        f"all {len(deps.PACKAGES)} packages aivm needs are installed",)
 
 
 def test_missing_asks_the_real_dpkg() -> None:

@@ -89,7 +89,7 @@ def test_direct_kernel_boot_domain_snapshot(tmp_path: Path, snapshot) -> None:  
 
 
 def render_domain(tmp_path: Path, boot: dict[str, str] | None = None, accel: str = "qemu",
-                  disk: str = "/var/lib/aivm/devbox/disk.qcow2") -> Path:
+                  disk: str = "/var/lib/aivm/devbox/disk.qcow2", firmware: str = "bios") -> Path:
     inputs = {}
     for role in ("base", "overlay", "seed", "network"):
         entry = tmp_path / "store" / f"{role[0] * 32}-{role}"
@@ -101,9 +101,10 @@ def render_domain(tmp_path: Path, boot: dict[str, str] | None = None, accel: str
     node = Node("devbox.domain", "domain-xml", params={
         "name": "devbox", "accel": accel, "cpus": 1, "memory_mib": 1024, "disk": disk,
         "console_log": "/var/lib/aivm/devbox/console.log", "network": "aivm",
-        "mac": "52:54:00:aa:bb:cc"},
+        "mac": "52:54:00:aa:bb:cc", "firmware": firmware},
         inputs={r: f"n.{r}" for r in inputs})
-    return render_node(node, tmp_path / f"out-{accel}-{len(boot or {})}", inputs=inputs)
+    return render_node(node, tmp_path / f"out-{accel}-{len(boot or {})}-{firmware}",
+                       inputs=inputs)
 
 
 def validate_xml(path: Path, what: str) -> None:
@@ -117,12 +118,16 @@ def test_xml_passes_libvirt_schema(built: Built) -> None:
     validate_xml(built.paths["net.aivm"] / "network.xml", "network")
 
 
-@pytest.mark.parametrize("boot", [None, {"kernel": "vmlinuz", "initrd": "initrd.img"},
-                                  {"firmware": "efi"}], ids=["bios", "kernel", "efi"])
+KERNEL_BOOT = {"kernel": "vmlinuz", "initrd": "initrd.img"}
+
+
+@pytest.mark.parametrize(("boot", "firmware"), [(None, "bios"), (KERNEL_BOOT, "bios"),
+                                                (None, "efi"), (KERNEL_BOOT, "efi")],
+                         ids=["bios", "kernel", "efi", "efi-kernel"])
 @pytest.mark.parametrize("accel", ["qemu", "kvm"])
 def test_every_domain_variant_validates(tmp_path: Path, boot: dict[str, str] | None,
-                                        accel: str) -> None:
-    out = render_domain(tmp_path, boot, accel)
+                                        firmware: str, accel: str) -> None:
+    out = render_domain(tmp_path, boot, accel, firmware=firmware)
     validate_xml(out / "domain.xml", "domain")
     root = ET.parse(out / "domain.xml").getroot()
     assert root.get("type") == accel
@@ -134,7 +139,9 @@ def test_every_domain_variant_validates(tmp_path: Path, boot: dict[str, str] | N
         assert os_el.find("boot") is None
     else:
         assert os_el.find("kernel") is None and os_el.find("boot") is not None
-    assert (os_el.get("firmware") == "efi") == bool(boot and boot.get("firmware") == "efi")
+    assert (os_el.get("firmware") == "efi") == (firmware == "efi")
+    features = {f.get("name"): f.get("enabled") for f in os_el.findall("firmware/feature")}
+    assert features == ({"secure-boot": "no", "enrolled-keys": "no"} if firmware == "efi" else {})
     assert (root.find("cpu") is not None) == (accel == "kvm")
 
 
