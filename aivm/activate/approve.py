@@ -12,6 +12,12 @@ commands and ask again, `n` abort (nothing after that runs). Without a
 terminal and without a flag that covers every prompt, the plan is refused
 before anything runs. `--dry-run` prints the full plan and runs nothing.
 
+Plans that depend on root-only facts (the live nft table) are made in two
+phases: `probe` shows, approves and runs a read-only step first and hands
+back what its commands printed; the plan is then built from that. Under
+`--dry-run` the probe does not run (None), and the plan says what it could
+not check. No root command runs outside a step shown here.
+
 The input function, the tty check, the output and the clock are injected
 (`Ui`), so tests script the answers without patching anything.
 """
@@ -22,10 +28,15 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from aivm.activate import plan as plans
 from aivm.activate.plan import Effect, Plan, Step
 from aivm.errors import Aborted, AivmError
+
+if TYPE_CHECKING:
+    from aivm.config.schema import Behavior
+    from aivm.run import Cmd, Result
 
 
 @dataclass(frozen=True)
@@ -34,6 +45,12 @@ class Policy:
     yes_sudo: bool = False
     dry_run: bool = False
     auto_approve_readonly_sudo: bool = True
+
+    @classmethod
+    def of(cls, behavior: Behavior, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Policy:
+        """Flags over the config's [behavior]."""
+        return cls(yes=yes, yes_sudo=yes_sudo or behavior.yes_sudo, dry_run=dry_run,
+                   auto_approve_readonly_sudo=behavior.auto_approve_readonly_sudo)
 
 
 def _stderr(text: str) -> None:
@@ -153,6 +170,31 @@ def execute(plan: Plan, policy: Policy, ui: Ui | None = None) -> Outcome:
     for note in plan.notes:
         ui.say(f"note: {note}")
     return Outcome(tuple(ran))
+
+
+def probe(step: Step, policy: Policy, ui: Ui | None = None) -> dict[Cmd, Result] | None:
+    """Phase one: show, approve and run a read-only step; each command's result (by Cmd).
+
+    A non-zero exit is a result, not a failure (a missing table is an answer);
+    a command that cannot run stops here. None under `--dry-run`: nothing ran.
+    """
+    from aivm import run
+
+    if not step.is_read_only or any(a.cmd is None for a in step.actions):
+        raise ValueError(f"a probe runs read-only commands only: {step.title}")
+    ui = ui or Ui()
+    if policy.dry_run:
+        ui.say(plans.render_step(step, 0, 0, full=True)
+               + "\n      not run: --dry-run runs no root command")
+        return None
+    refuse_without_terminal(Plan((step,)), policy, ui)
+    ui.say(plans.render_step(step, 0, 0))
+    Approver(policy, ui).approve(step, 0, 0, ())
+    try:
+        return {a.cmd: run.run(a.cmd, check=False, timeout=a.timeout)
+                for a in step.actions if a.cmd is not None}
+    except Exception as exc:
+        raise StepFailed(step, (), exc) from exc
 
 
 def _run_step(step: Step, ui: Ui, done: tuple[str, ...]) -> float:

@@ -107,7 +107,9 @@ def of(*parts: Step | Plan | str | None) -> Plan:
 
 
 def step_header(step: Step, index: int, total: int) -> str:
-    return f"[{index}/{total}] {step.title}  ({step.privilege}, {step.effect})"
+    """`[2/5] title  (root, system-write)`; a probe (total 0) is `[probe] title  (root, read)`."""
+    where = f"{index}/{total}" if total else "probe"
+    return f"[{where}] {step.title}  ({step.privilege}, {step.effect})"
 
 
 def render_step(step: Step, index: int, total: int, *, full: bool = False) -> str:

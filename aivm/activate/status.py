@@ -1,6 +1,7 @@
 """Declared against live: what `aivm status` reports for one VM.
 
-Unprivileged by default; the firewall (nft) is only probed with `sudo`.
+Unprivileged by default; the firewall (nft) is only probed with `--sudo`, as a
+read-only root step shown before it runs (`firewall.network_probe`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from aivm.config.schema import Network, Vm
 from aivm.config.to_graph import mac_address
 from aivm.graph.scheduler import NodeState
 from aivm.guest import ssh
-from aivm.recipes.nft_ruleset import table_name
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class VmStatus:
     network: str
     network_state: str          # missing | stopped | active
     network_current: bool
-    firewall: str               # disabled | not checked | applied | outdated | missing
+    firewall: str               # disabled | not checked | applied | outdated | missing | ...
     domain_state: str           # missing | stopped | running
     domain_current: bool
     drift: tuple[str, ...]
@@ -40,7 +40,8 @@ class VmStatus:
 
 
 def vm_status(conn: live.Conn, vm: Vm, network: Network, states: Mapping[str, NodeState], *,
-              sudo: bool, probe_ssh: bool) -> VmStatus:
+              nft: firewall.Live | None, probe_ssh: bool) -> VmStatus:
+    """`nft`: what `firewall.network_probe` saw (with `--sudo`), None when not asked."""
     dom_node = states[f"{vm.name}.domain"]
     net_node = states[f"net.{network.name}"]
     dom = live.read_domain(conn, vm.name)
@@ -51,7 +52,7 @@ def vm_status(conn: live.Conn, vm: Vm, network: Network, states: Mapping[str, No
         vm=vm.name, stale_nodes=tuple(n for n, s in states.items() if not s.cached),
         network=network.name, network_state=_state(net.exists, net.active, "active"),
         network_current=net.key == net_node.key,
-        firewall=_firewall(network, states, sudo),
+        firewall=_firewall(network, states, nft),
         domain_state=_state(dom.exists, dom.active, "running"),
         domain_current=dom.key == dom_node.key, drift=_drift(dom, dom_node),
         disk=str(path), disk_exists=path.exists(), ip=ip,
@@ -63,15 +64,16 @@ def _state(exists: bool, active: bool, on: str) -> str:
     return on if active else "stopped" if exists else "missing"
 
 
-def _firewall(network: Network, states: Mapping[str, NodeState], sudo: bool) -> str:
-    node = states.get(f"net.{network.name}.nft")
-    if node is None:
-        return "disabled"
-    if not sudo:
+def _firewall(network: Network, states: Mapping[str, NodeState],
+              nft: firewall.Live | None) -> str:
+    if f"net.{network.name}.nft" not in states:
+        return "disabled" + (", but its nft table is still applied" if nft and nft.exists else "")
+    if nft is None:
         return "not checked (use --sudo)"
-    if not firewall.table_exists(table_name(network.name)):
-        return "missing"
-    return "applied" if firewall.applied_key(network.name) == node.key else "outdated"
+    if nft.state is firewall.State.PRESENT:
+        return "applied, not compared (its ruleset is not built: `aivm up` builds it)"
+    return str(nft.state)
+
 
 
 def _drift(dom: live.DomainState, node: NodeState) -> tuple[str, ...]:

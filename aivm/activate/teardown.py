@@ -18,7 +18,9 @@ from aivm.recipes.nft_ruleset import table_name
 from aivm.run import Cmd
 
 
-def destroy_plan(conn: live.Conn, store: Store, cfg: Config, vm: Vm) -> Plan:
+def destroy_plan(conn: live.Conn, store: Store, cfg: Config, vm: Vm,
+                 nft: firewall.Live | None = None) -> Plan:
+    """`nft`: what `firewall_probe` saw (None: the network stays, or a dry run)."""
     from aivm.guest import attach
 
     return plans.of(
@@ -26,7 +28,7 @@ def destroy_plan(conn: live.Conn, store: Store, cfg: Config, vm: Vm) -> Plan:
         attach.host_cleanup_plan(vm.name),  # binds into user folders go before the rm -rf
         _remove_state(vm),
         _release_roots(store, vm),
-        _network_if_unused(conn, cfg, vm),
+        _network_if_unused(conn, cfg, vm, nft or firewall.Live()),
     )
 
 
@@ -54,11 +56,22 @@ def _release_roots(store: Store, vm: Vm) -> Step | None:
                 Privilege.USER, Effect.USER_WRITE)
 
 
-def _network_if_unused(conn: live.Conn, cfg: Config, vm: Vm) -> Plan | str:
-    others = [o.name for o in cfg.vms if o.name != vm.name and o.network == vm.network
-              and live.read_domain(conn, o.name).exists]
+def _others_on_network(conn: live.Conn, cfg: Config, vm: Vm) -> list[str]:
+    return [o.name for o in cfg.vms if o.name != vm.name and o.network == vm.network
+            and live.read_domain(conn, o.name).exists]
+
+
+def firewall_probe(conn: live.Conn, cfg: Config, vm: Vm) -> firewall.Probe | None:
+    """Phase one: the read-only probe of the network's table, when destroy would remove it."""
+    if _others_on_network(conn, cfg, vm):
+        return None
+    return firewall.Probe(vm.network, table_name(vm.network))
+
+
+def _network_if_unused(conn: live.Conn, cfg: Config, vm: Vm, nft: firewall.Live) -> Plan | str:
+    others = _others_on_network(conn, cfg, vm)
     if others:
         return f"network {vm.network}: kept, used by {', '.join(others)}"
-    return plans.of(firewall.remove_plan(vm.network, table_name(vm.network),
+    return plans.of(firewall.remove_plan(vm.network, table_name(vm.network), nft,
                                          f"no VM uses network {vm.network} any more"),
                     live.remove_network_plan(conn, vm.network))

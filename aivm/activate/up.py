@@ -33,6 +33,7 @@ class Artifacts:
     vm: Vm
     network: Network
     states: Mapping[str, NodeState]
+    nft: firewall.Live = firewall.Live()  # the firewall probe's answer (`firewall_probe`)
 
     def entry(self, node: str) -> Path:
         return self.states[node].path
@@ -99,13 +100,21 @@ def access_step(art: Artifacts) -> Step | None:
     return disk.access_step(disk.unreadable(art.hypervisor_files(), user), user)
 
 
+def firewall_probe(art: Artifacts) -> firewall.Probe:
+    """Phase one of the firewall part: the read-only root step whose answer goes into
+    `Artifacts.nft` (presence only when the firewall is disabled)."""
+    return firewall.network_probe(art.network.name, art.states)
+
+
 def firewall_plan(art: Artifacts) -> Plan:
-    if art.ruleset is None:  # one nft probe: remove what is there, or say it is disabled
-        return firewall.remove_plan(art.network.name, table_name(art.network.name),
-                                    absent="disabled in the config")
-    node = art.states[f"net.{art.network.name}.nft"]
-    return firewall.apply_plan(art.network.name, table_name(art.network.name), art.ruleset,
-                               node.key)
+    name, table = art.network.name, table_name(art.network.name)
+    if art.ruleset is None and art.nft.state is firewall.State.UNCHECKED:
+        return plans.of(f"firewall of network {name}: disabled in the config; a table left "
+                        f"from before is {firewall.DRY_RUN}")
+    if art.ruleset is None:  # remove what is there, or say it is disabled
+        return firewall.remove_plan(name, table, art.nft, absent="disabled in the config")
+    return firewall.apply_plan(name, table, art.ruleset, art.nft)
+
 
 
 def _stop_for_recreate(conn: live.Conn, name: str) -> Step:

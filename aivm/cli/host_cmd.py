@@ -13,6 +13,8 @@ from aivm.cli.options import approval, vm_argument
 from aivm.cli.session import vm_name as vm_name_of
 
 if TYPE_CHECKING:
+    from aivm.activate.approve import Policy
+    from aivm.activate.firewall import Live, Probe
     from aivm.activate.plan import Plan
     from aivm.config.schema import Config, Network
     from aivm.graph.graph import Graph
@@ -184,10 +186,13 @@ def fw_apply(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo: 
     _, netw = _network(app, network)
     nets.require_firewall(netw)
     states = _build(app, nets.graph(netw), nets.node_names(netw))
-    _execute(app, nets.apply_plan(states.states, netw), yes=yes, yes_sudo=yes_sudo,
+    probe = nets.probe(states.states, netw)
+    seen = _read_fw(app, probe, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    _execute(app, nets.apply_plan(states.states, netw, seen), yes=yes, yes_sudo=yes_sudo,
              dry_run=dry_run)
     if not dry_run:
-        click.echo(nets.fw_status(states.states, netw))
+        after = _read_fw(app, probe, yes=yes, yes_sudo=yes_sudo, dry_run=False)
+        click.echo(nets.fw_status(states.states, netw, after))
 
 
 @fw.command("status")
@@ -198,7 +203,9 @@ def fw_status(app: App, network: str | None) -> None:
     from aivm.host import network as nets
 
     _, netw = _network(app, network)
-    click.echo(nets.fw_status(_resolve(app, nets.graph(netw)), netw))
+    states = _resolve(app, nets.graph(netw))
+    seen = _read_fw(app, nets.probe(states, netw), yes=False, yes_sudo=False, dry_run=False)
+    click.echo(nets.fw_status(states, netw, seen))
 
 
 @fw.command("remove")
@@ -210,7 +217,8 @@ def fw_remove(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo:
     from aivm.host import network as nets
 
     _, netw = _network(app, network)
-    _execute(app, nets.remove_plan(netw), yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    seen = _read_fw(app, nets.probe({}, netw), yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    _execute(app, nets.remove_plan(netw, seen), yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
 
 
 # ---- aivm vm update --------------------------------------------------------------------------
@@ -230,7 +238,8 @@ def update(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes
     from aivm.cli.session import Session
 
     session = Session.open(app, vm_name_of(vm_name, vm_opt))
-    art = session.artifacts(session.build(quiet=as_json))
+    art = session.probed(session.artifacts(session.build(quiet=as_json)), yes=yes,
+                         yes_sudo=yes_sudo, dry_run=dry_run)
     result = reconcile.plan_update(session.conn(), app.store(), art,
                                    restart=reconcile.Restart(restart))
     outcome = session.execute(result.plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
@@ -276,8 +285,8 @@ def _build(app: App, graph: Graph, targets: Iterable[str]) -> BuildReport:
     return progress.build(app, graph, targets)
 
 
-def _execute(app: App, plan: Plan, *, yes: bool, yes_sudo: bool, dry_run: bool) -> None:
-    """Preview, approve and run `plan` under the config's [behavior] (defaults without one)."""
+def _policy(app: App, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Policy:
+    """The approval policy under the config's [behavior] (defaults without a config)."""
     from aivm.activate import approve
     from aivm.config.schema import Behavior
     from aivm.errors import ConfigError
@@ -286,9 +295,22 @@ def _execute(app: App, plan: Plan, *, yes: bool, yes_sudo: bool, dry_run: bool) 
         behavior = app.config().behavior
     except ConfigError:
         behavior = Behavior()
-    approve.execute(plan, approve.Policy(
-        yes=yes or app.yes, yes_sudo=yes_sudo or behavior.yes_sudo, dry_run=dry_run,
-        auto_approve_readonly_sudo=behavior.auto_approve_readonly_sudo))
+    return approve.Policy.of(behavior, yes=yes or app.yes, yes_sudo=yes_sudo, dry_run=dry_run)
+
+
+def _execute(app: App, plan: Plan, *, yes: bool, yes_sudo: bool, dry_run: bool) -> None:
+    """Preview, approve and run `plan`."""
+    from aivm.activate import approve
+
+    approve.execute(plan, _policy(app, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run))
+
+
+def _read_fw(app: App, probe: Probe, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Live:
+    """Phase one: the firewall's read-only root probe, shown and approved like a step."""
+    from aivm.activate import approve
+
+    policy = _policy(app, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    return probe.read(approve.probe(probe.step(), policy))
 
 
 # Registered by aivm/cli/main.py: top-level commands, and `aivm vm NAME` aliases.

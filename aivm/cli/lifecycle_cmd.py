@@ -39,7 +39,7 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
     built_at = time.monotonic()
     from aivm.activate import up as activation
 
-    art = session.artifacts(report)
+    art = session.probed(session.artifacts(report), yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
     plan = activation.plan_up(session.conn(), app.store(), art, recreate=recreate,
                               attachments=session.cfg.attachments)
     outcome = session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
@@ -119,7 +119,11 @@ def destroy(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, ye
     from aivm.guest import ssh
 
     session = Session.open(app, vm_name_of(vm_name, vm_opt))
-    plan = teardown.destroy_plan(session.conn(), app.store(), session.cfg, session.vm)
+    probe = teardown.firewall_probe(session.conn(), session.cfg, session.vm)
+    seen = None if probe is None else \
+        session.read_firewall(probe, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    plan = teardown.destroy_plan(session.conn(), app.store(), session.cfg, session.vm,
+                                 seen)
     session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
     if not dry_run:
         ssh.forget_host_keys(session.vm.name)

@@ -11,7 +11,8 @@ import click
 from aivm.cli.app import App
 
 if TYPE_CHECKING:
-    from aivm.activate.approve import Outcome
+    from aivm.activate.approve import Outcome, Policy
+    from aivm.activate.firewall import Live, Probe
     from aivm.activate.plan import Plan
     from aivm.activate.up import Artifacts
     from aivm.config.schema import Config, Vm
@@ -60,14 +61,33 @@ class Session:
             self.app._cache["conn"] = live.connect(self.app.connect_uri)
         return self.app._cache["conn"]
 
+    def policy(self, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Policy:
+        from aivm.activate import approve
+
+        return approve.Policy.of(self.cfg.behavior, yes=yes or self.app.yes, yes_sudo=yes_sudo,
+                                 dry_run=dry_run)
+
     def execute(self, plan: Plan, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Outcome:
         from aivm.activate import approve
 
-        behavior = self.cfg.behavior
-        policy = approve.Policy(yes=yes or self.app.yes, yes_sudo=yes_sudo or behavior.yes_sudo,
-                                dry_run=dry_run,
-                                auto_approve_readonly_sudo=behavior.auto_approve_readonly_sudo)
-        return approve.execute(plan, policy)
+        return approve.execute(plan, self.policy(yes=yes, yes_sudo=yes_sudo, dry_run=dry_run))
+
+    def read_firewall(self, probe: Probe, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Live:
+        """Phase one: the read-only root probe of a network's table, approved like a step."""
+        from aivm.activate import approve
+
+        policy = self.policy(yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+        return probe.read(approve.probe(probe.step(), policy))
+
+    def probed(self, art: Artifacts, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Artifacts:
+        """`art` with what the firewall probe saw, for `plan_up` / `plan_update`."""
+        import dataclasses
+
+        from aivm.activate.up import firewall_probe
+
+        seen = self.read_firewall(firewall_probe(art), yes=yes, yes_sudo=yes_sudo,
+                                  dry_run=dry_run)
+        return dataclasses.replace(art, nft=seen)
 
 
 def vm_name(arg: str | None, opt: str | None) -> str | None:

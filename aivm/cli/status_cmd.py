@@ -29,7 +29,13 @@ def status(app: App, vm_name: str | None, vm_opt: str | None, sudo: bool, detail
                                app.statcache())
     network = session.cfg.network(session.vm.network)
     assert network is not None
-    result = vmstatus.vm_status(session.conn(), session.vm, network, states, sudo=sudo,
+    nft = None
+    if sudo:  # --sudo approves the read-only root probe; it is still shown before it runs
+        from aivm.activate import firewall
+
+        nft = session.read_firewall(firewall.network_probe(network.name, states), yes=False,
+                                    yes_sudo=True, dry_run=False)
+    result = vmstatus.vm_status(session.conn(), session.vm, network, states, nft=nft,
                                 probe_ssh=True)
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))

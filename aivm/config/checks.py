@@ -141,6 +141,20 @@ def cidrs(value: tuple[str, ...]) -> Problem:
     return None
 
 
+def lan_endpoints(proto: str) -> Check:
+    """`allow_lan_<proto>`: the recipe's own parser, so lint and build agree."""
+    def check(value: tuple[str, ...]) -> Problem:
+        from aivm.errors import AivmError
+        from aivm.recipes.nft_ruleset import lan_rules
+
+        try:
+            lan_rules(value, proto)
+        except AivmError as exc:
+            return exc.message, exc.hint
+        return None
+    return check
+
+
 def sha256(value: str) -> Problem:
     if value == "" or _SHA_RE.match(value):
         return None
@@ -202,6 +216,8 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Firewall, "allow_tcp_ports"): ports,
     (schema.Firewall, "allow_udp_ports"): ports,
     (schema.Firewall, "extra_blocked"): cidrs,
+    (schema.Firewall, "allow_lan_tcp"): lan_endpoints("tcp"),
+    (schema.Firewall, "allow_lan_udp"): lan_endpoints("udp"),
     (schema.Image, "name"): name,
     (schema.Image, "sha256"): sha256,
     (schema.Image, "url"): url,

@@ -72,6 +72,8 @@ class Firewall:
     allow_tcp_ports: tuple[int, ...] = ()
     allow_udp_ports: tuple[int, ...] = ()
     extra_blocked: tuple[str, ...] = ()   # extra CIDRs to drop in forward
+    allow_lan_tcp: tuple[str, ...] = ()   # "ADDRESS[/PREFIX]:PORT" on the LAN (or the host)
+    allow_lan_udp: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,8 @@ def bring_up(session: Session, approval: Approval,
     from aivm.config.to_graph import mac_address
 
     session.warn_accel()
-    art = session.artifacts(session.build())
+    art = session.probed(session.artifacts(session.build()), yes=approval.yes,
+                         yes_sudo=approval.yes_sudo, dry_run=approval.dry_run)
     atts = attachments.of_vm(session.cfg, session.vm.name)
     plan = activation.plan_up(session.conn(), session.app.store(), art, attachments=atts)
     _execute(session, plan, approval)

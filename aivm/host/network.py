@@ -92,14 +92,18 @@ def ruleset_node(states: Mapping[str, NodeState], net: Network) -> NodeState:
     return states[f"net.{net.name}.nft"]
 
 
-def apply_plan(states: Mapping[str, NodeState], net: Network) -> Plan:
+def probe(states: Mapping[str, NodeState], net: Network) -> firewall.Probe:
+    """Phase one of `host fw ...`: the read-only root probe of the network's table."""
+    return firewall.network_probe(net.name, states)
+
+
+def apply_plan(states: Mapping[str, NodeState], net: Network, nft: firewall.Live) -> Plan:
     node = ruleset_node(states, net)
-    return firewall.apply_plan(net.name, table_name(net.name), node.path / "ruleset.nft",
-                               node.key)
+    return firewall.apply_plan(net.name, table_name(net.name), node.path / "ruleset.nft", nft)
 
 
-def remove_plan(net: Network) -> Plan:
-    return firewall.remove_plan(net.name, table_name(net.name), "asked to remove it")
+def remove_plan(net: Network, nft: firewall.Live) -> Plan:
+    return firewall.remove_plan(net.name, table_name(net.name), nft, "asked to remove it")
 
 
 @dataclass(frozen=True)
@@ -135,17 +139,21 @@ def net_status(conn: live.Conn, states: Mapping[str, NodeState], net: Network) -
                      state.key is not None, net.subnet, net.bridge, users(conn, net.name))
 
 
-def fw_status(states: Mapping[str, NodeState], net: Network) -> str:
+def fw_status(states: Mapping[str, NodeState], net: Network, nft: firewall.Live) -> str:
+    """One line from what the probe saw (`probe`): applied and current, outdated, missing."""
     table = table_name(net.name)
-    node = states.get(f"net.{net.name}.nft")
-    present = firewall.table_exists(table)
-    if node is None:
+    head = f"firewall of network {net.name}:"
+    if f"net.{net.name}.nft" not in states:
         tail = f", but nft table inet {table} is still applied (`aivm host fw remove`)"
-        return f"firewall of network {net.name}: disabled in the config{tail if present else ''}"
-    if not present:
-        return f"firewall of network {net.name}: not applied (`aivm host fw apply {net.name}`)"
-    if firewall.applied_key(net.name) == node.key:
-        return f"firewall of network {net.name}: nft table inet {table} applied, up to date"
-    return (f"firewall of network {net.name}: nft table inet {table} applied, outdated "
-            f"(`aivm host fw apply {net.name}`)")
-
+        return f"{head} disabled in the config{tail if nft.exists else ''}"
+    if nft.state is firewall.State.UNCHECKED:
+        return f"{head} {firewall.DRY_RUN}"
+    if not nft.exists:
+        return f"{head} not applied (`aivm host fw apply {net.name}`)"
+    if nft.state is firewall.State.PRESENT:
+        return (f"{head} nft table inet {table} applied; the config's ruleset is not built, so "
+                f"it was not compared (`aivm host fw apply {net.name}`)")
+    if nft.state is firewall.State.CURRENT:
+        return f"{head} nft table inet {table} applied, up to date"
+    return (f"{head} nft table inet {table} applied, outdated: it differs from the store's "
+            f"ruleset (`aivm host fw apply {net.name}`)")

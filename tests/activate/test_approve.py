@@ -173,3 +173,63 @@ def test_command_actions_run_through_the_runner(tmp_path) -> None:
                 (Action.command(Cmd.of("touch", str(target), meaning="create a file")),))
     approve.execute(Plan((step,)), Policy(yes=True), Script().ui())
     assert target.is_file()
+
+
+# ---- phase one: read-only root probes --------------------------------------------------------
+
+def probe_step(tmp_path):  # type: ignore[no-untyped-def]
+    from aivm.activate.plan import Action, Effect, Privilege, Step
+    from aivm.run import Cmd
+
+    marker = tmp_path / "ran"
+    cmd = Cmd.of("sh", "-c", f"touch {marker}; echo listing; exit 1", meaning="list the table")
+    return Step("Read the firewall of network lab", "is the table there?",
+                (Action.command(cmd),), Privilege.ROOT, Effect.READ), cmd, marker
+
+
+def test_probe_auto_approved_runs_and_returns_results_even_on_nonzero_exit(tmp_path) -> None:
+    step, cmd, marker = probe_step(tmp_path)
+    script = Script(tty=False)
+    results = approve.probe(step, Policy(), script.ui())
+    assert results is not None and results[cmd].returncode == 1
+    assert results[cmd].stdout == "listing\n" and marker.exists()
+    assert script.out[0].startswith("[probe] Read the firewall of network lab  (root, read)")
+    assert script.prompts == 0
+
+
+def test_probe_asks_when_auto_approve_is_off_and_n_runs_nothing(tmp_path) -> None:
+    step, _, marker = probe_step(tmp_path)
+    script = Script(["n"])
+    with pytest.raises(Aborted):
+        approve.probe(step, Policy(auto_approve_readonly_sudo=False), script.ui())
+    assert script.prompts == 1 and not marker.exists()
+
+
+def test_probe_without_terminal_is_refused_when_it_needs_an_answer(tmp_path) -> None:
+    step, _, marker = probe_step(tmp_path)
+    with pytest.raises(AivmError) as err:
+        approve.probe(step, Policy(auto_approve_readonly_sudo=False), Script(tty=False).ui())
+    assert err.value.reason == "needs-approval" and not marker.exists()
+    assert approve.probe(step, Policy(auto_approve_readonly_sudo=False, yes_sudo=True),
+                         Script(tty=False).ui()) is not None
+
+
+def test_probe_under_dry_run_runs_nothing_and_says_so(tmp_path) -> None:
+    step, _, marker = probe_step(tmp_path)
+    script = Script(tty=False)
+    assert approve.probe(step, Policy(dry_run=True), script.ui()) is None
+    assert not marker.exists()
+    assert "not run: --dry-run runs no root command" in script.text
+    assert "$ sh -c" in script.text  # the exact command is shown
+
+
+def test_probe_refuses_a_step_that_writes(tmp_path) -> None:
+    import dataclasses
+
+    from aivm.activate.plan import Effect
+
+    step, _, marker = probe_step(tmp_path)
+    with pytest.raises(ValueError):
+        approve.probe(dataclasses.replace(step, effect=Effect.SYSTEM_WRITE), Policy(),
+                      Script().ui())
+    assert not marker.exists()

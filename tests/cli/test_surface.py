@@ -360,7 +360,17 @@ def test_fw_disabled_and_dry_run(world: World) -> None:
     assert "[1/1] Apply the firewall of network lab  (root, system-write)" in dry.stderr
     assert f"$ nft -f {ruleset}" in dry.stderr
     assert "table inet aivm_lab" in ruleset.read_text()
+    assert "[probe] Read the firewall of network lab (nft table inet aivm_lab)  (root, read)\n" \
+           "      why: is the live table the store's ruleset? (flushed or edited tables differ)\n" \
+           "      - list the live nft table inet aivm_lab (no counters)\n" \
+           "          $ nft -s list table inet aivm_lab\n" in dry.stderr
+    assert "      not run: --dry-run runs no root command\n" in dry.stderr
+    assert "note: firewall of network lab: not checked: reading the live nft table needs " \
+           "root, and --dry-run runs no root command\n" in dry.stderr
     assert world.aivm("host", "fw", "remove", "--yes").stderr == (
+        "[probe] Read the firewall of network lab (nft table inet aivm_lab)  (root, read)\n"
+        "      why: is the table there?\n"
+        "      - list the live nft table inet aivm_lab (no counters)\n"
         "note: firewall of network lab: not applied\n"
         "nothing to do: live state matches the store\n")
 

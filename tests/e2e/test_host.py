@@ -81,6 +81,22 @@ def test_net_and_fw_lifecycle(user: AivmUser, realstack: RealStack) -> None:
     assert {c["name"]: c["detail"] for c in doctor["checks"]}[f"firewall {NET}"] == \
         f"nft table inet {TABLE} applied"
 
+    # "up to date" is the live content: a table emptied or edited behind aivm's back differs
+    def listing() -> str:
+        return realstack.ns_run(["nft", "-s", "list", "table", "inet", TABLE]).stdout
+
+    as_applied = listing()
+    for tamper in (["nft", "flush", "table", "inet", TABLE],
+                   ["nft", "insert", "rule", "inet", TABLE, "input", "accept"]):
+        realstack.ns_run(tamper)
+        assert user.run("host", "fw", "status", NET).stdout == (
+            f"firewall of network {NET}: nft table inet {TABLE} applied, outdated: it differs "
+            f"from the store's ruleset (`aivm host fw apply {NET}`)\n")
+        fixed = user.run("host", "fw", "apply", NET, "--yes")
+        assert f"Apply the firewall of network {NET}" in fixed.stderr
+        assert fixed.stdout.endswith("applied, up to date\n")
+        assert listing() == as_applied
+
     user.run("host", "fw", "remove", NET, "--yes")
     assert not nft_table(realstack)
     assert user.run("host", "fw", "status", NET).stdout.endswith("not applied "

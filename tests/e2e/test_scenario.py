@@ -18,7 +18,7 @@ from aivm.graph.store import Store
 from tests.e2e.aivm_user import AivmUser, debian_user
 from tests.e2e.harness import RealStack
 from tests.e2e.lanhost import lan_host
-from tests.e2e.netns import start_listener, stop_pid
+from tests.e2e.netns import ns_exec, start_listener, stop_pid
 
 pytestmark = [pytest.mark.realstack, pytest.mark.slow]
 
@@ -99,6 +99,82 @@ def test_3_firewall_host_ports_and_lan(user: AivmUser, realstack: RealStack) -> 
             stop_pid(pid, wait_s=5.0)
 
 
+METADATA, METADATA_PORT = "169.254.169.254", 8083
+
+
+def set_firewall(user: AivmUser, **settings: str) -> dict:  # type: ignore[type-arg]
+    """Replace the [networks.firewall] keys given, then `aivm up`; its JSON report."""
+    def change(text: str) -> str:
+        head, marker, rest = text.partition("[networks.firewall]\n")
+        section, nxt, tail = rest.partition("\n[")
+        lines = [ln for ln in section.splitlines() if ln.split(" = ")[0] not in settings]
+        lines += [f"{key} = {value}" for key, value in settings.items()]
+        return head + marker + "\n".join(lines) + nxt + tail
+    user.edit(change)
+    report = user.json("up", "--yes")
+    roots = f"Record the store entries of VM {VM} as gc roots"  # a new ruleset is a new entry
+    report["steps"] = [s for s in report["steps"] if s != roots]
+    return report  # type: ignore[no-any-return]
+
+
+def test_3b_allowed_ports_open_the_gateway_only_and_lan_needs_allow_lan(
+        user: AivmUser, realstack: RealStack) -> None:
+    gw = gateway(user)
+    host_pid = start_listener(realstack.netns, gw, ALLOWED, realstack.work / "listen-gw.log")
+    try:
+        with lan_host(realstack) as lan:
+            # a "metadata server" on the LAN host, routed like a LAN peer
+            ns_exec(lan.netns, "ip", "addr", "add", f"{METADATA}/32", "dev", "aivmlan1")
+            realstack.ns_run(["ip", "route", "add", f"{METADATA}/32", "via", lan.address])
+            meta_pid = start_listener(lan.netns, METADATA, METADATA_PORT,
+                                      realstack.work / "listen-meta.log")
+            ports = f"[{ALLOWED}, {lan.port}, {METADATA_PORT}]"
+            report = set_firewall(user, allow_tcp_ports=ports)
+            assert report["steps"] == ["Apply the firewall of network aivm"]
+            assert can_connect(user, gw, ALLOWED), "the allowed port on the gateway was blocked"
+            assert not can_connect(user, lan.address, lan.port), \
+                "allow_tcp_ports opened the port on a LAN peer"
+            assert not can_connect(user, METADATA, METADATA_PORT), "metadata was reachable"
+
+            report = set_firewall(user, allow_lan_tcp=f'["{lan.address}:{lan.port}"]')
+            assert report["steps"] == ["Apply the firewall of network aivm"]
+            assert can_connect(user, lan.address, lan.port), "allow_lan_tcp did not open it"
+            assert not can_connect(user, METADATA, METADATA_PORT), "metadata was reachable"
+
+            set_firewall(user, enabled="false")  # the probes above can fail: show they can pass
+            assert can_connect(user, METADATA, METADATA_PORT)
+            report = set_firewall(user, enabled="true", allow_lan_tcp="[]",
+                                  allow_tcp_ports=f"[{ALLOWED}]")
+            assert report["steps"] == ["Apply the firewall of network aivm"]
+            stop_pid(meta_pid, wait_s=5.0)
+            realstack.ns_run(["ip", "route", "del", f"{METADATA}/32"])
+    finally:
+        stop_pid(host_pid, wait_s=5.0)
+
+
+def test_3c_up_to_date_is_the_live_table_content(user: AivmUser, realstack: RealStack) -> None:
+    table = ["inet", "aivm_aivm"]
+    before = realstack.ns_run(["nft", "list", "table", *table]).stdout
+    assert can_connect(user, gateway(user), 22) is False  # traffic: the counters move
+    after = realstack.ns_run(["nft", "list", "table", *table]).stdout
+    assert after != before, "no counter moved: the traffic did not pass the firewall"
+    quiet = user.json("up", "--yes")
+    assert quiet["steps"] == [] and "firewall of network aivm: up to date" in quiet["notes"]
+    assert user.json("status", "--sudo")["firewall"] == "applied"
+
+    as_applied = realstack.ns_run(["nft", "-s", "list", "table", *table]).stdout
+    realstack.ns_run(["nft", "insert", "rule", *table, "forward", "accept"])  # foreign edit
+    assert user.json("status", "--sudo")["firewall"] == "outdated"
+    assert user.json("up", "--yes")["steps"] == ["Apply the firewall of network aivm"]
+    assert realstack.ns_run(["nft", "-s", "list", "table", *table]).stdout == as_applied
+
+    realstack.ns_run(["nft", "flush", "ruleset"])  # inside the stack's namespace only
+    assert user.json("status", "--sudo")["firewall"] == "missing"
+    assert user.json("up", "--yes")["steps"] == ["Apply the firewall of network aivm"]
+    assert user.json("up", "--yes")["steps"] == []
+    assert not can_connect(user, gateway(user), BLOCKED)
+
+
 def test_4_up_again_changes_nothing_then_memory_restarts(user: AivmUser) -> None:
     again = user.json("up", "--yes")
     assert again["steps"] == [] and again["built"] == []
@@ -108,8 +184,10 @@ def test_4_up_again_changes_nothing_then_memory_restarts(user: AivmUser) -> None
     assert "param memory_mib 1024 → 1280" in rebuilt["nodes"][f"{VM}.domain"]["reasons"]
     expected = [f"Redefine VM {VM}", f"Restart VM {VM}",
                 f"Record the store entries of VM {VM} as gc roots"]
-    plan = user.json("up", "--dry-run")
-    assert plan["steps"] == expected
+    plan = user.json("up", "--dry-run")  # runs no root command: it cannot read the firewall
+    assert plan["steps"] == ["Apply the firewall of network aivm"] + expected
+    assert "firewall of network aivm: not checked: reading the live nft table needs root, and " \
+           "--dry-run runs no root command" in plan["notes"]
     applied = user.json("up", "--yes", "--no-wait")
     assert applied["ran"] == expected
     assert user.json("status")["domain_current"]

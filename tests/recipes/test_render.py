@@ -17,7 +17,7 @@ from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from aivm.config.schema import Image
 from aivm.config.to_graph import vm_graph
-from aivm.errors import BuildError
+from aivm.errors import AivmError, BuildError
 from aivm.graph.node import Node
 from aivm.graph.store import Store
 from aivm.recipes.base import XMLNS
@@ -265,3 +265,70 @@ def test_overlay_smaller_than_its_base_is_refused(built: Built, tmp_path: Path) 
 def test_fake_key_is_used_verbatim(tmp_path: Path) -> None:
     out = render_domain(tmp_path)
     assert FAKE_KEY in (out / "domain.xml").read_text()
+
+
+# ---- what the firewall settings open (issue 12 item 4) ---------------------------------------
+
+def ruleset_of(tmp_path: Path, **params: object) -> str:
+    node = Node("net.lab.nft", "nft-ruleset", params={
+        "network": "lab", "bridge": "virbr-lab", "gateway": "10.77.0.1", **params})
+    return (render_node(node, tmp_path / "out") / "ruleset.nft").read_text()
+
+
+def chain(text: str, name: str) -> list[str]:
+    body = text.split(f"\tchain {name} {{\n", 1)[1].split("\n\t}\n", 1)[0]
+    return [line.strip() for line in body.splitlines()]
+
+
+def test_allowed_ports_open_the_gateway_only_never_the_lan(tmp_path: Path) -> None:
+    text = ruleset_of(tmp_path, allow_tcp_ports=(80, 5432), allow_udp_ports=(5353,))
+    opened = [r for r in chain(text, "input") if "dport { 80" in r or "dport { 5353" in r]
+    assert opened == [
+        'ip daddr 10.77.0.1 tcp dport { 80, 5432 } accept comment "allow_tcp_ports: the '
+        'gateway only"',
+        'ip daddr 10.77.0.1 udp dport { 5353 } accept comment "allow_udp_ports: the gateway '
+        'only"']
+    forward = chain(text, "forward")
+    assert not any("accept" in r and "dport" in r for r in forward), forward
+
+
+def test_allow_lan_opens_exactly_the_named_endpoints(tmp_path: Path) -> None:
+    text = ruleset_of(tmp_path, allow_lan_tcp=("192.168.1.10:5432", "192.168.1.10:22",
+                                               "10.1.0.0/24:443", "[fd00::5]:22"),
+                      allow_lan_udp=("192.168.1.10:53",))
+    expected = ['ip daddr 10.1.0.0/24 tcp dport { 443 } accept comment "allow_lan_tcp"',
+                'ip daddr 192.168.1.10 tcp dport { 22, 5432 } accept comment "allow_lan_tcp"',
+                'ip6 daddr fd00::5 tcp dport { 22 } accept comment "allow_lan_tcp"',
+                'ip daddr 192.168.1.10 udp dport { 53 } accept comment "allow_lan_udp"']
+    for name in ("input", "forward"):  # the host's own LAN address is reached through input
+        rules = chain(text, name)
+        assert [r for r in rules if "allow_lan" in r] == expected
+        metadata = rules.index('ip daddr 169.254.169.254 counter drop comment "cloud metadata: '
+                               'always dropped"')
+        assert metadata < rules.index(expected[0]), "metadata must drop before any allow"
+    check = run(Cmd.of("nft", "-c", "-f", str(tmp_path / "out" / "ruleset.nft")), check=False)
+    assert check.ok, check.stderr
+
+
+HOSTILE_LAN = [
+    ("169.254.169.254:80", "metadata"), ("169.254.0.0/16:80", "metadata"),
+    ("8.8.8.8:53", "already reaches it"), ("127.0.0.1:22", "loopback"),
+    ("224.0.0.251:5353", "loopback, multicast"), ("192.168.1.10", "e.g."),
+    ("192.168.1.10:0", "e.g."), ("192.168.1.10:70000", "e.g."), ("fd00::5:22", "e.g."),
+    ("192.168.1.10/24:22", "e.g."), ("192.168.1.10:22\n", "e.g."),
+    ("192.168.1.10:22 accept", "e.g."), ("[fd00:ec2::254]:80", "metadata"), ("", "e.g."),
+]
+
+
+@pytest.mark.parametrize(("value", "why"), HOSTILE_LAN, ids=[v for v, _ in HOSTILE_LAN])
+def test_allow_lan_refuses_what_is_not_one_lan_endpoint(tmp_path: Path, value: str,
+                                                        why: str) -> None:
+    from aivm.config.lint import lint_text
+
+    with pytest.raises(AivmError) as err:
+        ruleset_of(tmp_path, allow_lan_tcp=(value,))
+    assert why in str(err.value)
+    toml = ('[[networks]]\nname = "lab"\n\n[networks.firewall]\n'
+            f'allow_lan_tcp = [{json.dumps(value)}]\n')
+    problems = lint_text(toml, tmp_path / "config.toml")
+    assert [p.line for p in problems] == [5] and why in problems[0].message, problems
