@@ -79,6 +79,8 @@ dhcp_end = "10.77.1.254"
 
 [networks.firewall]
 enabled = true   # guests reach the internet but not the host's private networks
+# allow_tcp_ports = [8080]               # host services, on the gateway address only
+# allow_lan_tcp = ["192.168.1.10:5432"]  # a LAN host:port guests may reach (docs/security.md)
 
 [sync]
 enabled = false
