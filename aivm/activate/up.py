@@ -81,7 +81,7 @@ def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = F
         firewall_plan(art),
         _stop_for_recreate(conn, name) if recreate and current.active else None,
         disk.disk_plan(name, art.overlay, recreate=recreate),
-        attach.host_restore_plan(attachments, name,
+        attach.host_restore_plan(attachments, name, store=store.root,
                                  export=_has_export(domain_xml) and live.runs_qemu_here(conn)),
         _domain(conn, art, domain_xml, current, recreate),
         roots_step(store, art),

@@ -10,6 +10,7 @@ from aivm.cli.app import App
 from aivm.cli.options import approval, vm_argument
 from aivm.cli.session import Session
 from aivm.cli.session import vm_name as vm_name_of
+from aivm.cli.workplace_cmd import allow_sensitive_option
 from aivm.errors import AivmError
 
 
@@ -29,10 +30,11 @@ def guest_target(session: Session):  # type: ignore[no-untyped-def]
 @click.argument("vm_name", metavar="[VM|.]", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--vm", "vm_opt", metavar="VM", help="The VM (same as the argument).")
+@allow_sensitive_option
 @approval
 @click.pass_obj
 def ssh(app: App, vm_name: str | None, command: tuple[str, ...], vm_opt: str | None,
-        dry_run: bool, yes: bool, yes_sudo: bool) -> None:
+        allow_sensitive: bool, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
     """Open a shell in the VM, or run COMMAND there (`aivm ssh VM -- cmd args`).
 
     `aivm ssh .` works from a project folder: it brings the folder's VM up if
@@ -44,7 +46,7 @@ def ssh(app: App, vm_name: str | None, command: tuple[str, ...], vm_opt: str | N
 
     if vm_name == ".":
         sys.exit(_folder_shell(app, vm_opt, command, dry_run=dry_run, yes=yes,
-                               yes_sudo=yes_sudo))
+                               yes_sudo=yes_sudo, allow_sensitive=allow_sensitive))
     session = Session.open(app, vm_name_of(vm_name, vm_opt))
     tgt = guest_target(session)
     cmd = guest_ssh.command(tgt, list(command), tty=not command and sys.stdin.isatty(),
@@ -53,7 +55,7 @@ def ssh(app: App, vm_name: str | None, command: tuple[str, ...], vm_opt: str | N
 
 
 def _folder_shell(app: App, vm_opt: str | None, command: tuple[str, ...], *, dry_run: bool,
-                  yes: bool, yes_sudo: bool) -> int:
+                  yes: bool, yes_sudo: bool, allow_sensitive: bool) -> int:
     from pathlib import Path
 
     from aivm.guest import workflow
@@ -61,7 +63,8 @@ def _folder_shell(app: App, vm_opt: str | None, command: tuple[str, ...], *, dry
 
     session = Session.open(app, vm_opt, implicit=True)
     place = workflow.enter(session, Path.cwd(),
-                           approval=workflow.Approval(yes, yes_sudo, dry_run), sensitive_ok=yes)
+                           approval=workflow.Approval(yes, yes_sudo, dry_run),
+                           allow_sensitive=allow_sensitive)
     if place.target is None:  # a dry run: the plan was printed
         return 0
     tty = not command and sys.stdin.isatty()

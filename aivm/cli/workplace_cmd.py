@@ -36,6 +36,14 @@ def mode_options(fn: F) -> F:
     return fn
 
 
+def allow_sensitive_option(fn: F) -> F:
+    """--allow-sensitive: the one override of the sensitive-folder refusal (not --yes)."""
+    return click.option(
+        "--allow-sensitive", "--allow_sensitive", "allow_sensitive", is_flag=True,
+        help="Attach a folder that exposes credentials, system or aivm directories "
+             "(refused otherwise; --yes does not override this).")(fn)
+
+
 def _folder(path: str | None, host_src: str | None) -> Path:
     from aivm.guest import attachments
 
@@ -65,22 +73,20 @@ def _open(app: App, vm_opt: str | None, folder: Path) -> Session:
 @click.command()
 @folder_options
 @mode_options
+@allow_sensitive_option
 @approval
 @click.pass_obj
 def attach(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
-           mode: str | None, access: str | None, guest_dst: str | None, dry_run: bool,
-           yes: bool, yes_sudo: bool) -> None:
+           mode: str | None, access: str | None, guest_dst: str | None,
+           allow_sensitive: bool, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
     """Share a host folder with the VM (live when it runs); `.` is the current folder."""
     from aivm.guest import attach as attaching
-    from aivm.guest import attachments, sensitive, workflow
+    from aivm.guest import attachments, workflow
 
     folder = _folder(path, host_src)
     session = _open(app, vm_opt, folder)
-    warning = sensitive.check(folder, Path.home(), yes=yes)
-    att = attachments.decide(session.cfg, session.vm, folder, guest_dst=guest_dst,
-                             **_enums(mode, access))
-    if warning:
-        click.secho(warning, fg="red", bold=True, err=True)
+    att = workflow.choose(session, folder, guest_dst=guest_dst,
+                          allow_sensitive=allow_sensitive, **_enums(mode, access))
     place = attaching.Place(session.conn(), session.vm, workflow.running_target(session))
     record = app.config_path if attachments.changed(session.cfg, att) else None
     session.execute(attaching.attach_plan(place, att, record), yes=yes,
@@ -119,11 +125,12 @@ def detach(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
 @mode_options
 @click.option("--sync_settings", "--sync-settings", "sync_settings", is_flag=True,
               help="Copy the [sync] dotfiles into the guest first.")
+@allow_sensitive_option
 @approval
 @click.pass_obj
 def code(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
          mode: str | None, access: str | None, guest_dst: str | None, sync_settings: bool,
-         dry_run: bool, yes: bool, yes_sudo: bool) -> None:
+         allow_sensitive: bool, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
     """Open VS Code in the VM on this folder (bringing the VM up and attaching it)."""
     import os
 
@@ -134,8 +141,8 @@ def code(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
     folder = _folder(path, host_src)
     session = _open(app, vm_opt, folder)
     ok = workflow.Approval(yes, yes_sudo, dry_run)
-    place = workflow.enter(session, folder, guest_dst=guest_dst, approval=ok, sensitive_ok=yes,
-                           **_enums(mode, access))
+    place = workflow.enter(session, folder, guest_dst=guest_dst, approval=ok,
+                           allow_sensitive=allow_sensitive, **_enums(mode, access))
     if place.target is None:
         return  # dry run of a stopped VM: the plans above are all there is to show
     if sync_settings or session.cfg.sync.enabled:

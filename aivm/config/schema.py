@@ -131,6 +131,8 @@ class Attachment:
     mode: AttachMode = AttachMode.SHARED_ROOT
     access: Access = Access.RW
     guest_dst: str = ""             # empty: the mode's default destination
+    host_id: str = ""               # "DEVICE:INODE" of host_path when attached (checked at restore)
+    allow_sensitive: bool = False   # attached with --allow-sensitive (aivm/guest/sensitive.py)
 
 
 @dataclass(frozen=True)

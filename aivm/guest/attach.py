@@ -20,7 +20,18 @@ from aivm.activate import plan as plans
 from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
 from aivm.config import write
 from aivm.config.schema import Access, Attachment, AttachMode, Vm
-from aivm.guest import attachments, gitmode, guestmount, hostmount, ssh, sshconf, virtiofs
+from aivm.errors import AivmError
+from aivm.guest import (
+    attachments,
+    gitmode,
+    guestmount,
+    hostmount,
+    sensitive,
+    ssh,
+    sshconf,
+    vetting,
+    virtiofs,
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,14 @@ def attach_plan(place: Place, att: Attachment, config: Path | None) -> Plan:
     return plans.of(body, _record(att, config) if config else None)
 
 
+def _id(att: Attachment) -> str:
+    """The identity the root helper checks; every shared attachment is vetted first."""
+    if not att.host_id:
+        raise AivmError(f"{att.host_path} was not checked before binding (no host_id)",
+                        hint="this is a bug in aivm: please report it", reason="unvetted")
+    return att.host_id
+
+
 def _guest_dst(place: Place, att: Attachment) -> str:
     return attachments.destination(att, place.vm, place.host_home)
 
@@ -88,7 +107,7 @@ def _shared_root(place: Place, att: Attachment) -> Plan:
              (f"bind {target.name} at {dst}" + (" read-only" if ro else ""),
               guestmount.bind_script(f"{attachments.GUEST_ROOT}/{target.name}", dst, ro=ro))))
     return plans.of(hostmount.prepare_root_step(vm),
-                    hostmount.bind_step(vm, folder, target, ro=ro),
+                    hostmount.bind_step(vm, folder, target, ro=ro, identity=_id(att)),
                     virtiofs.attach_step(place.conn, vm, root_device(vm),
                                          "one virtiofs device exports every shared-root folder",
                                          restart_actions(place)),
@@ -99,7 +118,8 @@ def _shared(place: Place, att: Attachment) -> Plan:
     vm, folder = place.vm.name, Path(att.host_path)
     dev = shared_device(vm, att)
     ro = att.access is Access.RO
-    host = hostmount.bind_step(vm, folder, Path(dev.source), ro=True) if ro else None
+    host = hostmount.bind_step(vm, folder, Path(dev.source), ro=True,
+                               identity=_id(att)) if ro else None
     dst = _guest_dst(place, att)
     guest = None
     if place.target is not None:
@@ -164,25 +184,30 @@ def detach_plan(place: Place, att: Attachment, config: Path) -> Plan:
     return plans.of(guest, host, forget)
 
 
-def host_restore_plan(atts: tuple[Attachment, ...], vm: str, *, export: bool = False) -> Plan:
+def host_restore_plan(atts: tuple[Attachment, ...], vm: str, *, export: bool = False,
+                      store: Path | None = None) -> Plan:
     """The host side of `vm`'s saved shared attachments, before the VM starts: the export must
     be a shared mount before virtiofsd starts, and ro exports must exist (after a host reboot).
-    `export`: the domain has the shared-root device, so the export is needed without folders."""
-    roots = [a for a in atts if a.vm == vm and a.mode is AttachMode.SHARED_ROOT]
-    ros = [a for a in atts if a.vm == vm and a.mode is AttachMode.SHARED and
-           a.access is Access.RO]
+    `export`: the domain has the shared-root device, so the export is needed without folders.
+    `atts`: every saved attachment (all VMs: nesting is checked across them). Each of `vm`'s
+    shared ones is vetted again (vetting.vet_saved): a changed, linked, nested or sensitive
+    folder refuses the plan; a rw `shared` folder, opened by virtiofsd itself, too."""
+    ctx = sensitive.context(store=store)
+    mine = [vetting.vet_saved(a, atts, ctx) for a in atts
+            if a.vm == vm and a.mode is not AttachMode.GIT]
+    roots = [a for a in mine if a.mode is AttachMode.SHARED_ROOT]
+    ros = [a for a in mine if a.mode is AttachMode.SHARED and a.access is Access.RO]
     binds = [hostmount.bind_step(vm, Path(a.host_path),
                                  hostmount.bind_target(vm, Path(a.host_path)),
-                                 ro=a.access is Access.RO) for a in roots]
+                                 ro=a.access is Access.RO, identity=a.host_id) for a in roots]
     binds += [hostmount.bind_step(vm, Path(a.host_path), Path(shared_device(vm, a).source),
-                                  ro=True) for a in ros]
+                                  ro=True, identity=a.host_id) for a in ros]
     return plans.of(hostmount.prepare_root_step(vm) if roots or export else None, *binds)
 
 
 def host_cleanup_plan(vm: str) -> Plan:
     """Unmount every host bind aivm made for `vm` (run before deleting its state dir)."""
     steps = [Step(f"Unmount {m}", f"VM {vm} is going away; the bind points into a user folder",
-                  (Action.command(hostmount.root_cmd("umount", "--", m,
-                                                     meaning=f"unmount {m}")),), Privilege.ROOT)
+                  (hostmount.unbind_action(Path(m)),), Privilege.ROOT)
              for m in sorted(hostmount.leftovers(vm), key=len, reverse=True)]
     return plans.of(*steps)

@@ -26,8 +26,14 @@ GUEST_ROOT = "/run/aivm/shared-root"  # where the guest mounts that export
 
 def folder_of(path: str | os.PathLike[str]) -> Path:
     """The absolute, symlink-free folder; refuse what is not a directory."""
-    folder = Path(os.path.realpath(Path(path).expanduser()))
-    if not folder.is_dir():
+    try:
+        folder = Path(os.path.realpath(Path(path).expanduser()))
+        is_dir = folder.is_dir()
+    except OSError as exc:   # /proc/1/cwd: the link itself cannot be read
+        raise AivmError(f"{path} cannot be resolved: {exc.strerror}",
+                        hint="attach a folder you can read, by its real path",
+                        reason="unreadable-folder") from None
+    if not is_dir:
         raise AivmError(f"{path} is not a directory", hint="attach a folder",
                         reason="not-a-directory")
     return folder
@@ -43,8 +49,10 @@ def of_vm(cfg: Config, vm: str) -> tuple[Attachment, ...]:
 
 
 def decide(cfg: Config, vm: Vm, folder: Path, *, mode: AttachMode | None = None,
-           access: Access | None = None, guest_dst: str | None = None) -> Attachment:
-    """The attachment to reconcile for `folder` on `vm`, applying the mode rules."""
+           access: Access | None = None, guest_dst: str | None = None,
+           allow_sensitive: bool = False) -> Attachment:
+    """The attachment to reconcile for `folder` on `vm`, applying the mode rules (its
+    `host_id` is filled by vetting.vet_new; a saved --allow-sensitive is kept)."""
     old = saved(cfg, folder, vm.name)
     if old is not None and mode is not None and mode != old.mode:
         raise mode_mismatch(folder, vm.name, old.mode, mode)
@@ -60,7 +68,9 @@ def decide(cfg: Config, vm: Vm, folder: Path, *, mode: AttachMode | None = None,
         raise AivmError(f"--guest_dst must be an absolute path, not {dst!r}",
                         hint="for example --guest_dst /home/agent/project",
                         reason="relative-guest-dst")
-    return Attachment(str(folder), vm.name, chosen, acc, dst.rstrip("/") or dst)
+    allow = allow_sensitive or (old.allow_sensitive if old else False)
+    return Attachment(str(folder), vm.name, chosen, acc, dst.rstrip("/") or dst,
+                      allow_sensitive=allow)
 
 
 def changed(cfg: Config, att: Attachment) -> bool:

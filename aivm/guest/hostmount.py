@@ -18,6 +18,7 @@ and mount state is read from that process's mountinfo.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from aivm import paths
@@ -71,14 +72,27 @@ def _mkdir(path: Path) -> Action:
                                    meaning=f"create aivm's directory {path}"))
 
 
-def _bind(source: Path, target: Path, ro: bool) -> tuple[Action, ...]:
-    acts = [_mkdir(target), Action.command(root_cmd(
-        "mount", "--bind", "--", str(source), str(target),
-        meaning=f"bind {source} at {target}"))]
-    if ro:
-        acts.append(Action.command(root_cmd("mount", "-o", "remount,bind,ro", "--", str(target),
-                                            meaning=f"make {target} read-only")))
-    return tuple(acts)
+HELPER = Path(__file__).with_name("bindfd.py")
+
+
+def helper_cmd(*args: str, meaning: str) -> Cmd:
+    """The root helper that binds and unbinds through fds, never following a symlink
+    (`-I`: no PYTHONPATH, no user site, not the current folder on sys.path)."""
+    return root_cmd(sys.executable, "-I", str(HELPER), *args, meaning=meaning)
+
+
+def _bind(source: Path, identity: str, target: Path, ro: bool) -> tuple[Action, ...]:
+    how = " read-only" if ro else ""
+    return (Action.command(helper_cmd(
+        "bind", str(source), identity, str(_real(target.parent)), target.name,
+        *(("ro",) if ro else ()),
+        meaning=f"bind {source} (device:inode {identity}) at {target}{how}, walking both "
+                "paths without following symlinks")),)
+
+
+def _real(path: Path) -> Path:
+    """aivm's own directories, resolved here (the guest cannot write them)."""
+    return Path(os.path.realpath(path))
 
 
 def prepare_root_step(vm: str) -> Step | None:
@@ -105,27 +119,32 @@ def ro_target(vm: str, folder: Path) -> Path:
     return ro_dir(vm) / attachments.slug(folder)
 
 
-def bind_step(vm: str, folder: Path, target: Path, *, ro: bool) -> Step | None:
+def bind_step(vm: str, folder: Path, target: Path, *, ro: bool, identity: str) -> Step | None:
+    """`identity`: the folder's "DEVICE:INODE" as recorded and checked (aivm/guest/vetting.py)."""
     if is_mounted(target):
         return None
     how = "read-only" if ro else "read-write"
     return Step(f"Bind {folder} into the export of VM {vm} ({how})",
                 "the guest sees host folders only through aivm's own export directory",
-                _bind(folder, target, ro), Privilege.ROOT)
+                _bind(folder, identity, target, ro), Privilege.ROOT)
 
 
 def unbind_step(vm: str, target: Path) -> Step | None:
     if not is_mounted(target) and not target.exists():
         return None
-    # Lazy: virtiofsd keeps O_PATH handles on looked-up files until the guest forgets them,
-    # so a plain umount says "target is busy" (measured); the mount leaves at once either way.
-    acts = [Action.command(root_cmd("umount", "--lazy", "--", str(target),
-                                    meaning=f"unmount {target} (lazily: virtiofsd may still "
-                                            "hold handles)"))] if is_mounted(target) else []
-    acts.append(Action.command(root_cmd("rmdir", "--", str(target),
-                                        meaning=f"remove the empty mount point {target}")))
     return Step(f"Remove the host bind mount {target}",
-                f"the folder is no longer shared with VM {vm}", tuple(acts), Privilege.ROOT)
+                f"the folder is no longer shared with VM {vm}", (unbind_action(target),),
+                Privilege.ROOT)
+
+
+def unbind_action(target: Path) -> Action:
+    """Unmount (lazily: virtiofsd keeps O_PATH handles until the guest forgets them, so a
+    plain umount says "target is busy", measured) and remove the mount point, reaching it
+    without following symlinks: the guest can write the export directory."""
+    return Action.command(helper_cmd(
+        "unbind", str(_real(target.parent)), target.name,
+        meaning=f"unmount {target} lazily (if mounted) and remove the mount point, without "
+                "following symlinks"))
 
 
 def leftovers(vm: str, text: str | None = None) -> tuple[str, ...]:

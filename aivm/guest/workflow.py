@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from aivm.config.schema import Access, AttachMode
+from aivm.config.schema import Access, Attachment, AttachMode
 from aivm.errors import AivmError
-from aivm.guest import attach, attachments, ssh
+from aivm.guest import attach, attachments, sensitive, ssh, vetting
 
 if TYPE_CHECKING:
     from aivm.cli.session import Session
@@ -55,8 +55,8 @@ def bring_up(session: Session, approval: Approval,
     session.warn_accel()
     art = session.probed(session.artifacts(session.build()), yes=approval.yes,
                          yes_sudo=approval.yes_sudo, dry_run=approval.dry_run)
-    atts = attachments.of_vm(session.cfg, session.vm.name)
-    plan = activation.plan_up(session.conn(), session.app.store(), art, attachments=atts)
+    plan = activation.plan_up(session.conn(), session.app.store(), art,
+                              attachments=session.cfg.attachments)
     _execute(session, plan, approval)
     if approval.dry_run:
         return None
@@ -72,18 +72,31 @@ def _execute(session: Session, plan, approval: Approval):  # type: ignore[no-unt
                             dry_run=approval.dry_run)
 
 
-def enter(session: Session, folder: Path, *, mode: AttachMode | None = None,
-          access: Access | None = None, guest_dst: str | None = None,
-          approval: Approval = Approval(), sensitive_ok: bool = False) -> Workplace:
-    """Up, attach `folder`, restore the others; where the folder is in the guest."""
-    from aivm.guest import sensitive
+def protected(session: Session) -> sensitive.Context:
+    """What the sensitive check protects for this session (its config and store too)."""
+    return sensitive.context(config=session.app.config_path, store=session.app.store().root)
 
-    folder = attachments.folder_of(folder)
-    warning = sensitive.check(folder, Path.home(), yes=sensitive_ok)
+
+def choose(session: Session, folder: Path, *, mode: AttachMode | None = None,
+           access: Access | None = None, guest_dst: str | None = None,
+           allow_sensitive: bool = False) -> Attachment:
+    """The attachment for `folder` (mode rules), vetted: its identity recorded, not nested
+    in another, not sensitive unless allowed (the warning is printed)."""
     att = attachments.decide(session.cfg, session.vm, folder, mode=mode, access=access,
-                             guest_dst=guest_dst)
+                             guest_dst=guest_dst, allow_sensitive=allow_sensitive)
+    att, warning = vetting.vet_new(att, session.cfg.attachments, protected(session))
     if warning:
         click.secho(warning, fg="red", bold=True, err=True)
+    return att
+
+
+def enter(session: Session, folder: Path, *, mode: AttachMode | None = None,
+          access: Access | None = None, guest_dst: str | None = None,
+          approval: Approval = Approval(), allow_sensitive: bool = False) -> Workplace:
+    """Up, attach `folder`, restore the others; where the folder is in the guest."""
+    folder = attachments.folder_of(folder)
+    att = choose(session, folder, mode=mode, access=access, guest_dst=guest_dst,
+                 allow_sensitive=allow_sensitive)
     target = bring_up(session, approval)
     place = attach.Place(session.conn(), session.vm, target)
     record = session.app.config_path if attachments.changed(session.cfg, att) else None
@@ -94,12 +107,16 @@ def enter(session: Session, folder: Path, *, mode: AttachMode | None = None,
 
 def restore_others(session: Session, place: attach.Place, folder: Path,
                    approval: Approval) -> list[str]:
-    """Re-attach the VM's other saved folders; failures become warnings (returned too)."""
+    """Re-attach the VM's other saved folders, each vetted again (vetting.vet_saved);
+    failures and refusals become warnings (returned too)."""
     warnings = []
+    ctx = protected(session)
     for other in attachments.of_vm(session.cfg, session.vm.name):
         if other.host_path == str(folder):
             continue
         try:
+            if other.mode is not AttachMode.GIT:
+                other = vetting.vet_saved(other, session.cfg.attachments, ctx)
             _execute(session, attach.attach_plan(place, other, None), approval)
         except AivmError as exc:
             warnings.append(f"warning: could not restore {other.host_path}: {exc.message}")

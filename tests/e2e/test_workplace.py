@@ -195,6 +195,51 @@ def test_code_prints_steps_and_sync(user: AivmUser, folders: Path) -> None:
     user.run("detach", str(folder), "--yes")
 
 
+def test_the_guest_cannot_redirect_a_host_bind(user: AivmUser, realstack: RealStack,
+                                               folders: Path) -> None:
+    """Issue 12 item 1, as the guest would do it. (a) proj and proj/sub both saved (an old
+    config; attaching the inner one is refused now); the guest replaces sub by a link to
+    ~/.ssh; the next `aivm up` must refuse, where it used to bind ~/.ssh into the export
+    read-write. (b) The guest (root in the VM, so root through virtiofsd) plants a link in
+    the shared-root export where a later attach puts its mount point; the host must not
+    mount the folder over the link's target."""
+    from aivm.guest.attachments import GUEST_ROOT, slug
+
+    secret = user.home / ".ssh"
+    secret.mkdir(exist_ok=True)
+    (secret / "id_ed25519").write_text("PRIVATE KEY\n")
+    outer = make_folder(folders, "nest")
+    (outer / "sub").mkdir()
+    os.chown(outer / "sub", UID, UID)
+    user.run("attach", str(outer), "--yes")
+    nested = user.run("attach", str(outer / "sub"), "--yes", check=False)
+    assert nested.returncode == 1 and f"{outer}/sub lies inside {outer}" in nested.stderr
+    before = user.config.read_text()
+    user.edit(lambda t: t + f'\n[[attachments]]\nhost_path = "{outer}/sub"\nvm = "{VM}"\n')
+    guest(user, f"rm -rf {outer}/sub && ln -s {secret} {outer}/sub")
+    assert (outer / "sub").is_symlink()
+    up = timed("up refusing a swapped folder", user, "up", "--yes", check=False)
+    assert up.returncode == 1 and "error: refusing to " in up.stderr, up.stderr
+    assert str(secret) not in host_mounts(realstack)
+    sub_slug = f"{GUEST_ROOT}/{slug(outer / 'sub')}"
+    assert "PRIVATE" not in guest(user, f"cat {sub_slug}/id_ed25519", check=False).stdout
+    user.edit(lambda _t: before)
+
+    victim, target = folders / "victim", make_folder(folders, "later")
+    victim.mkdir()
+    (victim / "host-only.txt").write_text("the host's own file\n")
+    guest(user, f"sudo ln -s {victim} {GUEST_ROOT}/{slug(target)}")
+    planted = user.run("attach", str(target), "--yes", check=False)
+    assert planted.returncode == 1, planted.stdout + planted.stderr
+    assert "is a symbolic link (refusing to follow it)" in planted.stderr
+    assert str(victim) not in host_mounts(realstack)
+    assert (victim / "host-only.txt").read_text() == "the host's own file\n"
+    assert str(target) not in user.config.read_text()
+    guest(user, f"sudo rm {GUEST_ROOT}/{slug(target)}")
+    user.run("detach", str(outer), "--yes")
+    (outer / "sub").unlink()
+
+
 def test_ssh_dot_then_destroy_keeps_the_users_files(user: AivmUser, realstack: RealStack,
                                                     folders: Path) -> None:
     """`aivm ssh .` works from the folder; destroying the VM with the folder still attached

@@ -57,10 +57,13 @@ def invoke(env: dict[str, Path], *args: str, cwd: Path | None = None) -> Result:
 def test_attach_dry_run_of_a_stopped_vm_shows_the_whole_plan(env: dict[str, Path]) -> None:
     proj, state, config = env["proj"], env["state"] / "box", env["config"]
     from aivm.guest.attachments import slug
+    from aivm.guest.hostmount import helper_cmd
 
     result = invoke(env, "attach", ".", "--dry-run")
+    ident = f"{proj.stat().st_dev}:{proj.stat().st_ino}"
+    helper = helper_cmd("bind", str(proj), ident, str(export := state / "shared-root"),
+                        slug(proj), meaning="").shell()
     assert (result.exit_code, result.stdout) == (0, "")
-    export = state / "shared-root"
     assert result.stderr == f"""\
 [1/4] Prepare the shared-root export of VM box  (root, system-write)
       why: one virtiofs export per VM; folders are bind-mounted under it, and it must be a shared mount so that later binds reach virtiofsd
@@ -72,10 +75,8 @@ def test_attach_dry_run_of_a_stopped_vm_shows_the_whole_plan(env: dict[str, Path
           $ mount --make-shared -- {export}
 [2/4] Bind {proj} into the export of VM box (read-write)  (root, system-write)
       why: the guest sees host folders only through aivm's own export directory
-      - create aivm's directory {export}/{slug(proj)}
-          $ mkdir -p -- {export}/{slug(proj)}
-      - bind {proj} at {export}/{slug(proj)}
-          $ mount --bind -- {proj} {export}/{slug(proj)}
+      - bind {proj} (device:inode {ident}) at {export}/{slug(proj)}, walking both paths without following symlinks
+          $ {helper}
 [3/4] Add the virtiofs device aivm-shared-root to VM box  (user, system-write)
       why: one virtiofs device exports every shared-root folder
       - add virtiofs export {export} (tag aivm-shared-root) to the VM's definition
@@ -99,9 +100,8 @@ def test_vm_attach_with_host_src_shared_ro_and_guest_dst(env: dict[str, Path]) -
     lines = [line for line in result.stderr.splitlines() if line.startswith(("[", "      -"))]
     assert lines == [
         f"[1/3] Bind {proj} into the export of VM box (read-only)  (root, system-write)",
-        f"      - create aivm's directory {ro}",
-        f"      - bind {proj} at {ro}",
-        f"      - make {ro} read-only",
+        f"      - bind {proj} (device:inode {proj.stat().st_dev}:{proj.stat().st_ino}) at "
+        f"{ro} read-only, walking both paths without following symlinks",
         f"[2/3] Add the virtiofs device {tag(proj)} to VM box  (user, system-write)",
         f"      - add virtiofs export {ro} (tag {tag(proj)}) to the VM's definition",
         f"[3/3] Record the attachment of {proj}  (user, user-write)",
@@ -125,20 +125,24 @@ def test_attach_refuses_the_home_folder_and_ssh_dir(env: dict[str, Path]) -> Non
     home = env["home"]
     (home / ".ssh").mkdir()
     for folder, names in ((home, f"{home}, {home}/.ssh"), (home / ".ssh", f"{home}/.ssh")):
-        result = invoke(env, "attach", str(folder), "--dry-run")
-        assert result.exit_code == 1
-        assert result.stderr == (f"error: refusing to attach {folder}: it exposes {names} to "
-                                 "the VM\nhint: attach a project folder instead; pass --yes only "
-                                 "if the VM really must see this\n")
+        for yes in ((), ("--yes",)):   # --yes approves steps; it never overrides this
+            result = invoke(env, "attach", str(folder), "--dry-run", *yes)
+            assert result.exit_code == 1
+            assert result.stderr == (
+                f"error: refusing to attach {folder}: it exposes {names} to the VM (virtiofsd "
+                "runs as root on the host)\nhint: attach a project folder instead; pass "
+                "--allow-sensitive only if the VM really must see this (--yes does not override "
+                "this)\n")
 
 
-def test_attach_home_with_yes_warns_loudly_then_goes_on(env: dict[str, Path]) -> None:
+def test_attach_home_with_allow_sensitive_warns_loudly_then_goes_on(env: dict[str, Path]) -> None:
     home = env["home"]
-    result = invoke(env, "attach", str(home), "--yes", "--dry-run")
+    result = invoke(env, "attach", str(home), "--allow-sensitive", "--dry-run")
     assert result.exit_code == 0
     assert result.stderr.startswith(
         f"WARNING: attaching {home} exposes {home} to the VM; anything running in the guest "
         "can read it, and change it unless it is attached --access ro\n[1/4] Prepare")
+    assert f"save {home} -> box (shared-root, rw) in" in result.stderr
 
 
 def test_detach_of_an_unattached_folder(env: dict[str, Path]) -> None:
@@ -186,3 +190,29 @@ def test_sync_settings_needs_a_running_vm(env: dict[str, Path]) -> None:
         result = invoke(env, *args)
         assert (result.exit_code, result.stderr) == (
             1, "error: VM box is not running\nhint: start it: aivm up box\n")
+
+
+@pytest.mark.parametrize("command", [("ssh", "."), ("code", "."), ("attach", ".")])
+def test_yes_never_overrides_the_sensitive_refusal(env: dict[str, Path],
+                                                   command: tuple[str, ...]) -> None:
+    """`aivm ssh .` passed --yes as the override (ssh_cmd.py): the home was attached."""
+    home = env["home"]
+    result = invoke(env, *command, "--yes", "--dry-run", cwd=home)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"error: refusing to attach {home}: it exposes {home} ")
+    allowed = invoke(env, *command, "--allow-sensitive", "--dry-run", cwd=home)
+    assert allowed.stderr.startswith(f"WARNING: attaching {home} exposes {home}")
+
+
+def test_attach_refuses_a_folder_inside_an_attached_one(env: dict[str, Path]) -> None:
+    proj, config = env["proj"], env["config"]
+    (proj / "sub").mkdir()
+    config.write_text(config.read_text() + f'\n[[attachments]]\nhost_path = "{proj}"\n'
+                                           'vm = "other"\n')
+    result = invoke(env, "attach", str(proj / "sub"), "--vm", "box", "--dry-run")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        f"error: refusing to attach {proj}/sub: {proj}/sub lies inside {proj}, attached to VM "
+        "other (shared-root)\nhint: a guest that can write the outer folder could replace the "
+        "inner one with a link; attach only the outer folder, or detach one of them: "
+        f"aivm detach {proj} --vm other\n")

@@ -8,7 +8,7 @@ import pytest
 
 from aivm.config.schema import Access, Attachment, AttachMode, Config, Vm
 from aivm.errors import AivmError
-from aivm.guest import attachments, sensitive
+from aivm.guest import attachments
 
 VM = Vm(name="box", user="agent")
 
@@ -96,44 +96,3 @@ def test_slug_and_tag_are_stable_short_and_distinct() -> None:
     assert attachments.slug(a) != attachments.slug(b) and attachments.slug(a).startswith("proj-")
     assert len(attachments.tag(a)) <= 36 and attachments.tag(a) != attachments.tag(b)
     assert attachments.slug(Path("/we ird/na me")).startswith("na_me-")
-
-
-# ---- sensitive folders ---------------------------------------------------------------------
-
-@pytest.fixture
-def home(tmp_path: Path) -> Path:
-    home = tmp_path / "home" / "me"
-    for sub in ("", ".ssh", ".config/gh", "src/proj"):
-        (home / sub).mkdir(parents=True, exist_ok=True)
-    return home
-
-
-@pytest.mark.parametrize("rel", ["", ".ssh", ".ssh/keys", ".gnupg", ".aws", ".kube", ".docker",
-                                 ".config/gh", ".password-store", "..", "../.."])
-def test_sensitive_places_and_their_parents_are_refused(home: Path, rel: str) -> None:
-    with pytest.raises(AivmError) as err:
-        sensitive.check(home / rel, home, yes=False)
-    assert err.value.reason == "sensitive-path"
-
-
-@pytest.mark.parametrize("place", ["/root", "/etc", "/etc/ssh", "/"])
-def test_system_places_are_refused(home: Path, place: str) -> None:
-    with pytest.raises(AivmError):
-        sensitive.check(Path(place), home, yes=False)
-
-
-def test_a_project_folder_and_a_config_folder_are_fine(home: Path) -> None:
-    assert sensitive.check(home / "src" / "proj", home, yes=False) is None
-    assert sensitive.exposed(home / ".config", home) == (home / ".config" / "gh",)  # a parent
-    assert sensitive.exposed(home / "src", home) == ()
-
-
-def test_yes_allows_with_a_loud_warning_naming_what_is_exposed(home: Path) -> None:
-    warning = sensitive.check(home / "..", home, yes=True)
-    assert warning is not None and warning.startswith("WARNING: attaching ")
-    assert f"{home}, {home / '.ssh'}" in warning
-
-
-def test_a_link_to_a_sensitive_place_is_refused(home: Path, tmp_path: Path) -> None:
-    (tmp_path / "innocent").symlink_to(home / ".ssh")
-    assert sensitive.exposed(tmp_path / "innocent", home) == (home / ".ssh",)
