@@ -155,6 +155,20 @@ def lan_endpoints(proto: str) -> Check:
     return check
 
 
+def provision(field: str) -> Check:
+    """`[[provisions]]` values: the recipe's own parsers, so lint and build agree."""
+    def check(value: Any) -> Problem:
+        from aivm.errors import AivmError
+        from aivm.recipes.provision import check_field
+
+        try:
+            check_field(field, value)
+        except AivmError as exc:
+            return exc.message, exc.hint
+        return None
+    return check
+
+
 def sha256(value: str) -> Problem:
     if value == "" or _SHA_RE.match(value):
         return None
@@ -223,6 +237,14 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Image, "url"): url,
     (schema.Image, "suite"): name,
     (schema.Image, "image_size_gib"): positive("image_size_gib"),
+    (schema.Provision, "name"): name,
+    (schema.Provision, "base"): name,
+    (schema.Provision, "packages"): provision("packages"),
+    (schema.Provision, "run"): provision("run"),
+    (schema.Provision, "apt_sources"): provision("apt_sources"),
+    (schema.Provision, "allow"): provision("allow"),
+    (schema.ProvisionFile, "dest"): provision("dest"),
+    (schema.ProvisionFile, "mode"): provision("mode"),
     (schema.Attachment, "host_path"): host_path,
     (schema.Attachment, "vm"): name,
     (schema.Attachment, "guest_dst"): guest_dst,

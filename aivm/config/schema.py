@@ -105,6 +105,27 @@ class Image:
 
 
 @dataclass(frozen=True)
+class ProvisionFile:
+    src: str                        # host file; its content is keyed, not its path
+    dest: str                       # absolute path in the guest
+    mode: str = "0644"
+
+
+@dataclass(frozen=True)
+class Provision:
+    """`[[provisions]]`: a disk layer baked on an image or another provision
+    (aivm/recipes/provision.py). A VM uses it with `image = "<name>"`."""
+
+    name: str
+    base: str                       # an [[images]] or [[provisions]] name
+    files: tuple[ProvisionFile, ...] = ()   # installed first,
+    packages: tuple[str, ...] = ()  # then apt packages,
+    run: tuple[str, ...] = ()       # then shell steps (root, bash -e), in order
+    apt_sources: tuple[str, ...] = ()   # sources.list lines for the build (default: the image's)
+    allow: tuple[str, ...] = ()     # "host:port" the builder may reach although not public
+
+
+@dataclass(frozen=True)
 class Vm:
     name: str = "aivm-2404"
     user: str = "agent"
@@ -158,6 +179,7 @@ class Config:
     vms: tuple[Vm, ...] = ()
     networks: tuple[Network, ...] = ()
     images: tuple[Image, ...] = ()
+    provisions: tuple[Provision, ...] = ()
     attachments: tuple[Attachment, ...] = ()
     sync: Sync = field(default_factory=Sync)
     store: StoreSettings = field(default_factory=StoreSettings)
@@ -174,3 +196,6 @@ class Config:
     def image(self, name: str) -> Image | None:
         found = next((i for i in self.images if i.name == name), None)
         return found or (Image() if name == Image().name else None)
+
+    def provision(self, name: str) -> Provision | None:
+        return next((p for p in self.provisions if p.name == name), None)

@@ -2,7 +2,10 @@
 
     image.<image>        fetch (fixed-output, keyed by its sha256), debootstrap, or
                          debootstrap-disk (layout = "disk")
-    <vm>.overlay         thin qcow2 over the image
+    provision.<name>     a [[provisions]] layer over its base (image or provision)
+    <vm>.packages        the VM's `packages`, as an implicit provision layer over its image
+                         (so re-creating the VM installs nothing; the seed installs none)
+    <vm>.overlay         thin qcow2 over the top layer (the image when nothing is baked)
     <vm>.seed            cloud-init NoCloud seed; the ssh public key is a file input
     net.<network>        libvirt NAT network XML
     net.<network>.nft    the network's nft table (when its firewall is enabled)
@@ -19,7 +22,7 @@ import os
 from pathlib import Path
 
 from aivm import paths
-from aivm.config.schema import Config, Image, ImageLayout, ImageSource, Network, Vm
+from aivm.config.schema import Config, Image, ImageLayout, ImageSource, Network, Provision, Vm
 from aivm.errors import ConfigError
 from aivm.graph.node import Node
 
@@ -32,8 +35,10 @@ def vm_graph(cfg: Config, vm: Vm, *, accel: str) -> dict[str, Node]:
         raise ConfigError(f"accel must be kvm or qemu here, not {accel!r}",
                           hint="resolve `auto` before building the graph", reason="invalid-accel")
     image, network = _image(cfg, vm), _network(cfg, vm)
-    nodes = [image_node(cfg, image), overlay_node(vm, image), seed_node(cfg, vm),
-             network_node(network), domain_node(vm, image, network, accel)]
+    layers = provision_nodes(cfg, vm, image)
+    base = layers[-1].name if layers else f"image.{image.name}"
+    nodes = [image_node(cfg, image), *layers, overlay_node(vm, image, base), seed_node(cfg, vm),
+             network_node(network), domain_node(vm, image, network, accel, base)]
     if network.firewall.enabled:
         nodes.append(nft_node(network))
     return {n.name: n for n in nodes}
@@ -57,9 +62,43 @@ def image_node(cfg: Config, image: Image) -> Node:
                 fixed_output=image.sha256.lower())
 
 
-def overlay_node(vm: Vm, image: Image) -> Node:
+def overlay_node(vm: Vm, image: Image, base: str = "") -> Node:
     return Node(f"{vm.name}.overlay", "overlay", params={"size_gib": vm.disk_gib},
-                inputs={"base": f"image.{image.name}"})
+                inputs={"base": base or f"image.{image.name}"})
+
+
+def provision_nodes(cfg: Config, vm: Vm, image: Image) -> list[Node]:
+    """The layers under the VM, bottom first: the [[provisions]] chain `vm.image` names,
+    then `<vm>.packages` when the VM declares packages."""
+    chain: list[Provision] = []
+    prov = cfg.provision(vm.image)
+    while prov is not None and prov not in chain:
+        chain.insert(0, prov)
+        prov = cfg.provision(prov.base)
+    nodes = [provision_node(cfg, p) for p in chain]
+    if vm.packages:
+        allow = (_origin(image.mirror),) if image.source == ImageSource.DEBOOTSTRAP else ()
+        base = nodes[-1].name if nodes else f"image.{image.name}"
+        nodes.append(Node(f"{vm.name}.packages", "provision", params={
+            "packages": tuple(vm.packages), "allow": tuple(a for a in allow if a)},
+            inputs={"base": base}))
+    return nodes
+
+
+def provision_node(cfg: Config, prov: Provision) -> Node:
+    base = f"provision.{prov.base}" if cfg.provision(prov.base) else f"image.{prov.base}"
+    return Node(f"provision.{prov.name}", "provision", params={
+        "packages": tuple(prov.packages), "run": tuple(prov.run),
+        "files": tuple((f.dest, f.mode) for f in prov.files),
+        "apt_sources": tuple(prov.apt_sources), "allow": tuple(prov.allow)},
+        inputs={"base": base},
+        files={f"file{i}": _local(cfg, f.src) for i, f in enumerate(prov.files)})
+
+
+def _origin(url: str) -> str:
+    from aivm.recipes.provision import source_origin
+
+    return source_origin(f"deb {url} suite")
 
 
 def seed_node(cfg: Config, vm: Vm) -> Node:
@@ -68,7 +107,7 @@ def seed_node(cfg: Config, vm: Vm) -> Node:
         "hostname": guest_hostname(vm.name), "user": vm.user,
         "uid": uid if _regular_id(uid) else None, "gid": gid if _regular_id(gid) else None,
         "timezone": vm.timezone, "password_login": vm.password_login,
-        "packages": tuple(vm.packages), "package_update": bool(vm.packages),
+        # vm.packages are baked into the <vm>.packages layer, not installed at first boot
         "mac": mac_address(vm.name),
     }, files={"ssh_pubkey": _local(cfg, vm.ssh_pubkey)})
 
@@ -90,7 +129,7 @@ def nft_node(net: Network) -> Node:
         "allow_lan_udp": tuple(sorted(set(fw.allow_lan_udp)))})
 
 
-def domain_node(vm: Vm, image: Image, net: Network, accel: str) -> Node:
+def domain_node(vm: Vm, image: Image, net: Network, accel: str, base: str = "") -> Node:
     state = paths.vm_state_dir(vm.name)
     return Node(f"{vm.name}.domain", "domain-xml", params={
         "name": vm.name, "accel": accel, "cpus": vm.cpus, "memory_mib": vm.memory_mib,
@@ -98,7 +137,7 @@ def domain_node(vm: Vm, image: Image, net: Network, accel: str) -> Node:
         "network": net.name, "mac": mac_address(vm.name),
         "shared_root": str(state / "shared-root") if virtiofs_available() else "",
         "firmware": str(image.firmware),
-    }, inputs={"base": f"image.{image.name}", "overlay": f"{vm.name}.overlay",
+    }, inputs={"base": base or f"image.{image.name}", "overlay": f"{vm.name}.overlay",
                "seed": f"{vm.name}.seed", "network": f"net.{net.name}"})
 
 
@@ -125,10 +164,16 @@ def guest_hostname(vm_name: str) -> str:
 
 
 def _image(cfg: Config, vm: Vm) -> Image:
-    image = cfg.image(vm.image)
+    """The image at the bottom of the VM's layers (`vm.image` may name a provision)."""
+    name, seen = vm.image, set()
+    while (prov := cfg.provision(name)) is not None and name not in seen:
+        seen.add(name)
+        name = prov.base
+    image = cfg.image(name)
     if image is None:
-        raise ConfigError(f"VM {vm.name} uses image {vm.image!r}, which is not defined",
-                          hint="add an [[images]] entry with that name", reason="unknown-image")
+        raise ConfigError(f"VM {vm.name} uses image {name!r}, which is not defined",
+                          hint="add an [[images]] or [[provisions]] entry with that name",
+                          reason="unknown-image")
     return image
 
 

@@ -194,13 +194,15 @@ class _Validator:
 
 def cross_check(cfg: schema.Config, data: dict[str, Any], out: list[Finding]) -> None:
     """Checks across tables: duplicates, overlaps, references."""
-    for section, items in (("vms", cfg.vms), ("networks", cfg.networks), ("images", cfg.images)):
+    for section, items in (("vms", cfg.vms), ("networks", cfg.networks), ("images", cfg.images),
+                           ("provisions", cfg.provisions)):
         _duplicates(section, [i.name for i in items], "name", out)
     _duplicates("networks", [n.bridge for n in cfg.networks], "bridge", out)
     for i, net in enumerate(cfg.networks):
         _network_ranges(net, ("networks", i), data, out)
     _overlaps(cfg, out)
     _references(cfg, data, out)
+    _provisions(cfg, out)
 
 
 def _duplicates(section: str, names: list[str], key: str, out: list[Finding]) -> None:
@@ -259,7 +261,8 @@ def _references(cfg: schema.Config, data: dict[str, Any], out: list[Finding]) ->
     defaults = data.get("defaults", {})
     for i, vm in enumerate(cfg.vms):
         raw = data["vms"][i]
-        for key, found in (("network", cfg.network(vm.network)), ("image", cfg.image(vm.image))):
+        image = cfg.image(vm.image) or cfg.provision(vm.image)
+        for key, found in (("network", cfg.network(vm.network)), ("image", image)):
             if found is None:
                 kp: KeyPath = ("vms", i, key) if key in raw else (
                     ("defaults", key) if key in defaults else ("vms", i))
@@ -272,6 +275,38 @@ def _references(cfg: schema.Config, data: dict[str, Any], out: list[Finding]) ->
         out.append(Finding(("active_vm",), f"active_vm {cfg.active_vm!r} is not a defined VM",
                            "set active_vm to one of: " + (", ".join(sorted(names)) or "(none)"),
                            "unknown-vm", "warning"))
+
+
+def _provisions(cfg: schema.Config, out: list[Finding]) -> None:
+    """A provision's name is not an image's; its base exists; bases form no cycle."""
+    for i, prov in enumerate(cfg.provisions):
+        if cfg.image(prov.name) is not None:
+            out.append(Finding(("provisions", i, "name"), f"provision {prov.name!r} has the name "
+                               "of an image", "give it a name no [[images]] entry uses (a VM's "
+                               "image = ... names either)", "duplicate-name"))
+        if cfg.image(prov.base) is None and cfg.provision(prov.base) is None:
+            out.append(Finding(("provisions", i, "base"), f"provision {prov.name!r} is based on "
+                               f"{prov.base!r}, which is neither an image nor a provision",
+                               "set base to an [[images]] or [[provisions]] name", "unknown-image"))
+        elif _provision_cycle(cfg, prov):
+            out.append(Finding(("provisions", i, "base"), f"provision {prov.name!r} is based on "
+                               "itself (through its bases)", "base the chain on an image",
+                               "provision-cycle"))
+        if not (prov.packages or prov.run or prov.files):
+            out.append(Finding(("provisions", i), f"provision {prov.name!r} declares no "
+                               "packages, files or run steps", "declare what to bake in, or "
+                               "let VMs use the base directly", "empty-provision"))
+
+
+def _provision_cycle(cfg: schema.Config, prov: schema.Provision) -> bool:
+    seen = {prov.name}
+    base = cfg.provision(prov.base)
+    while base is not None:
+        if base.name in seen:
+            return True
+        seen.add(base.name)
+        base = cfg.provision(base.base)
+    return False
 
 
 def _dangling_attachments(cfg: schema.Config, names: set[str], out: list[Finding]) -> None:

@@ -29,9 +29,10 @@ def test_node_names_kinds_and_wiring(ssh_key: Path) -> None:
     nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
     assert {n: nodes[n].kind for n in nodes} == {
         "image.debian": "debootstrap", "devbox.overlay": "overlay", "devbox.seed": "seed-iso",
-        "net.aivm": "network-xml", "net.aivm.nft": "nft-ruleset", "devbox.domain": "domain-xml"}
+        "net.aivm": "network-xml", "net.aivm.nft": "nft-ruleset", "devbox.domain": "domain-xml",
+        "devbox.packages": "provision"}   # the VM's packages, baked as a layer over the image
     assert dict(nodes["devbox.domain"].inputs) == {
-        "base": "image.debian", "overlay": "devbox.overlay", "seed": "devbox.seed",
+        "base": "devbox.packages", "overlay": "devbox.overlay", "seed": "devbox.seed",
         "network": "net.aivm"}
     assert nodes["devbox.seed"].files == {"ssh_pubkey": ssh_key}
     assert "ssh" not in str(dict(nodes["devbox.seed"].params))
