@@ -56,10 +56,14 @@ class Artifacts:
         return self.entry(f"{self.vm.name}.overlay") / "disk.qcow2"
 
     def hypervisor_files(self) -> list[Path]:
-        """Every store file QEMU opens: the overlay, its base, the seed, kernel and initrd."""
+        """Every store file QEMU opens: the overlay, the layers and image under it (provision
+        nodes sit between), the seed, kernel and initrd."""
+        disks = ("overlay", "seed-iso", "provision", "debootstrap", "debootstrap-disk", "fetch",
+                 "local-image")
         out = []
-        for node in (f"{self.vm.name}.overlay", f"{self.vm.name}.seed", f"image.{self.vm.image}"):
-            out += sorted(p for p in self.entry(node).iterdir() if p.name != "manifest.json")
+        for state in sorted(self.states.values(), key=lambda s: s.name):
+            if state.kind in disks:
+                out += sorted(p for p in state.path.iterdir() if p.name != "manifest.json")
         return out
 
 
