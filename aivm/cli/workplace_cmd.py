@@ -96,6 +96,20 @@ def attach(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
                    f"{attachments.destination(att, session.vm)}")
 
 
+def _detachable(path: str | None, host_src: str | None) -> tuple[Path, str]:
+    """The folder, and the path as named (unresolved): a saved folder that is gone, or that
+    a guest replaced with a link, can still be detached by the path it was saved under."""
+    import os
+
+    from aivm.errors import AivmError
+
+    named = os.path.abspath(os.path.expanduser(host_src or path or "."))
+    try:
+        return _folder(path, host_src), named
+    except AivmError:
+        return Path(named), named
+
+
 @click.command()
 @folder_options
 @approval
@@ -107,9 +121,11 @@ def detach(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
     from aivm.guest import attach as attaching
     from aivm.guest import attachments, workflow
 
-    folder = _folder(path, host_src)
-    session = _open(app, vm_opt, folder)
-    att = attachments.saved(session.cfg, folder, session.vm.name)
+    folder, named = _detachable(path, host_src)
+    session = _open(app, vm_opt, folder if folder.is_dir() else Path.cwd())
+    att = attachments.saved(session.cfg, folder, session.vm.name) or next(
+        (a for a in attachments.of_vm(session.cfg, session.vm.name) if a.host_path == named),
+        None)
     if att is None:
         raise AivmError(f"{folder} is not attached to {session.vm.name}",
                         hint="`aivm config show` lists the attachments", reason="not-attached")

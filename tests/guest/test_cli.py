@@ -216,3 +216,17 @@ def test_attach_refuses_a_folder_inside_an_attached_one(env: dict[str, Path]) ->
         "other (shared-root)\nhint: a guest that can write the outer folder could replace the "
         "inner one with a link; attach only the outer folder, or detach one of them: "
         f"aivm detach {proj} --vm other\n")
+
+
+def test_a_saved_folder_that_is_gone_or_now_a_link_can_still_be_detached(
+        env: dict[str, Path]) -> None:
+    """The restore refusal's hint says `aivm detach PATH`: it must work for such a path."""
+    home, config = env["home"], env["config"]
+    (home / ".ssh").mkdir()
+    (home / "sub").symlink_to(home / ".ssh")
+    for gone in (home / "gone", home / "sub"):
+        config.write_text(config.read_text() + f'\n[[attachments]]\nhost_path = "{gone}"\n'
+                                               'vm = "box"\n')
+        result = invoke(env, "detach", str(gone), "--vm", "box", "--dry-run")
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr.startswith(f"[1/1] Forget the attachment of {gone}  (user, ")
