@@ -46,13 +46,14 @@ def _remove_state(vm: Vm) -> Step | None:
 
 
 def _release_roots(store: Store, vm: Vm) -> Step | None:
-    prefix = f"{vm.name}--"
-    if not any(name.startswith(prefix) for name in store.roots()):
+    """Only this VM's roots: its own folder, by its exact name (no prefix match)."""
+    if not store.vm_roots(vm.name):
         return None
+    folder = store.vm_roots_dir(vm.name)
     return Step(f"Release the store entries of VM {vm.name}",
                 "`aivm gc` may then remove what no other VM uses",
-                (Action.api(f"remove the gc roots {prefix}*", f"rm {store.root}/roots/{prefix}*",
-                            lambda: store.remove_roots(prefix)),),
+                (Action.api(f"remove the gc roots of VM {vm.name}", f"rm -r {folder}",
+                            lambda: store.remove_vm_roots(vm.name)),),
                 Privilege.USER, Effect.USER_WRITE)
 
 

@@ -21,7 +21,7 @@ from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
 from aivm.config.schema import Attachment, Network, Vm
 from aivm.errors import AivmError
 from aivm.graph.scheduler import NodeState
-from aivm.graph.store import Store
+from aivm.graph.store import Root, Store
 from aivm.guest import ssh
 from aivm.recipes.nft_ruleset import table_name
 
@@ -67,8 +67,12 @@ class Artifacts:
         return out
 
 
-def root_name(vm: str, node: str) -> str:
-    return f"{vm}--{node}"
+DISK_BACKING = "disk-backing"  # the root of the store image the VM's disk really sits on
+
+
+def root_name(vm: str, node: str) -> Root:
+    """The gc root by which VM `vm` keeps node `node`'s entry (its own folder of roots)."""
+    return Root(vm, node)
 
 
 def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = False,
@@ -142,7 +146,7 @@ def roots_step(store: Store, art: Artifacts) -> Step | None:
     if all(have.get(r) == p for r, p in wanted.items()):
         return None
     actions = tuple(Action.api(f"keep {p.name} while VM {art.vm.name} exists",
-                               f"symlink {store.root}/roots/{r} -> {p}",
+                               f"symlink {store.root}/roots/{r.relpath} -> {p}",
                                lambda r=r, p=p: store.add_root(r, p))
                     for r, p in sorted(wanted.items()) if have.get(r) != p)
     return Step(f"Record the store entries of VM {art.vm.name} as gc roots",
@@ -158,25 +162,26 @@ def backing_root_step(store: Store, art: Artifacts, disk_file: Path) -> Step | N
     the disk exists. Once the disk sits on the desired overlay the extra root
     is dropped.
     """
-    root = root_name(art.vm.name, "disk-backing")
+    root = root_name(art.vm.name, DISK_BACKING)
     backing = disk.backing_of(disk_file) if disk_file.exists() else None
+    entry = None if backing is None else store.entry_of(backing.parent)  # by identity
     current = store.roots().get(root)
-    if backing is None or backing == art.overlay or store.root not in backing.parents:
+    if entry is None or entry == store.entry_of(art.overlay.parent):
         if current is None:
             return None
         return Step(f"Release the old image under the disk of VM {art.vm.name}",
                     "the disk no longer sits on it",
-                    (Action.api(f"remove the gc root {root}", f"rm {store.root}/roots/{root}",
+                    (Action.api(f"remove the gc root {root}",
+                                f"rm {store.root}/roots/{root.relpath}",
                                 lambda: store.remove_root(root)),), Privilege.USER,
                     Effect.USER_WRITE)
-    entry = backing.parent
     if current == entry:
         return None
     return Step(f"Keep the image under the disk of VM {art.vm.name}",
                 f"its disk is backed by {entry.name}, which the VM's current build no longer "
                 "names; gc must keep it", (Action.api(
-                    f"record {entry.name} as a gc root", f"symlink {store.root}/roots/{root} "
-                    f"-> {entry}", lambda: store.add_root(root, entry)),),
+                    f"record {entry.name} as a gc root", f"symlink {store.root}/roots/"
+                    f"{root.relpath} -> {entry}", lambda: store.add_root(root, entry)),),
                 Privilege.USER, Effect.USER_WRITE)
 
 

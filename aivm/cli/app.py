@@ -40,6 +40,15 @@ def _note(text: str) -> None:
     click.echo(text, err=True)
 
 
+def _release_on_close(store: Store) -> None:
+    """A build's pending roots (`Store.hold`) last as long as the command, not longer."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None:
+        ctx.find_root().call_on_close(store.release)
+
+
 @dataclass
 class App:
     config_override: str | None = None
@@ -83,13 +92,20 @@ class App:
             if self.store_override is None and not os.environ.get("AIVM_STORE"):
                 configured = self._configured_store_root()
             self._cache["store"] = Store(paths.store_root(self.store_override, configured))
+            _release_on_close(self._cache["store"])
         store: Store = self._cache["store"]
         return store
 
     def _configured_store_root(self) -> str:
+        """`[store].root` of the config; "" when there is no config file. A config that
+        does not load is an error: guessing the default store could collect the wrong one."""
+        from aivm.errors import ConfigError
+
         try:
             return self.config().store.root
-        except Exception:  # no config yet: the default root applies
+        except ConfigError as exc:
+            if exc.reason != "no-config":
+                raise
             return ""
 
     def statcache(self) -> StatCache:

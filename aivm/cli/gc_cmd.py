@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
 
 from aivm.cli.app import App
+
+if TYPE_CHECKING:
+    from aivm.graph.gc import GcResult
 
 
 @click.command()
@@ -32,12 +36,14 @@ def gc(app: App, dry_run: bool, print_live: bool, print_dead: bool, as_json: boo
     if not (yes or app.yes) and not click.confirm(f"remove {len(preview.dead)} entries?",
                                                   default=False):
         raise click.Abort()
-    done = collector.collect(store, dry_run=False)
+    done = collector.collect(store, dry_run=False, shown=preview)  # only what was shown
     if not as_json:
         click.echo(f"removed {len(done.dead)} entries, freed {_size(done.dead_bytes)}")
+        if done.kept:
+            click.echo(f"kept {len(done.kept)} shown entries: rooted or gone since the preview")
 
 
-def _describe(result, *, print_live: bool, print_dead: bool) -> None:  # type: ignore[no-untyped-def]
+def _describe(result: GcResult, *, print_live: bool, print_dead: bool) -> None:
     if print_live:
         for path in result.live:
             click.echo(f"live {path}")
@@ -48,15 +54,16 @@ def _describe(result, *, print_live: bool, print_dead: bool) -> None:  # type: i
                f"({_size(result.dead_bytes)} to free)")
 
 
-def _json(result, dry_run: bool) -> dict:  # type: ignore[no-untyped-def, type-arg]
+def _json(result: GcResult, dry_run: bool) -> dict[str, object]:
     return {"live": [str(p) for p in result.live], "dead": [str(p) for p in result.dead],
             "dead_bytes": result.dead_bytes, "dry_run": dry_run,
             "dangling_roots": list(result.dangling_roots)}
 
 
 def _size(n: int) -> str:
+    value = float(n)
     for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value} B"

@@ -115,15 +115,23 @@ def resolve(graph: Graph, registry: Registry, store: Store, statcache: StatCache
 def build(graph: Graph, registry: Registry, store: Store, statcache: StatCache, *,
           targets: Iterable[str] | None = None, jobs: int = 2, keep_going: bool = False,
           on_event: Event | None = None) -> BuildReport:
-    """Build every stale node needed by `targets`; raise BuildError if any failed."""
+    """Build every stale node needed by `targets`; raise BuildError if any failed.
+
+    Before the store lock is released, every entry of the build is held as a pending
+    root (`Store.hold`) for as long as `store` lives: a gc that runs while the caller
+    asks its questions keeps them, until the caller's own roots are written."""
     emit = on_event or (lambda *a, **k: None)
     store.ensure()
     with store.lock(exclusive=False):
+        store.sweep_temporaries()
         report = BuildReport(resolve(graph, registry, store, statcache, targets))
         stale = [n for n, s in report.states.items() if not s.cached]
         for name in stale:
             registry.recipe(graph.nodes[name].kind).preflight(graph.nodes[name])
-        _run(graph, registry, store, report, stale, jobs, keep_going, emit)
+        try:
+            _run(graph, registry, store, report, stale, jobs, keep_going, emit)
+        finally:
+            store.hold(s.path for s in report.states.values())
     if report.failed:
         raise _failure(report)
     return report

@@ -8,11 +8,11 @@ log does the same).
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from aivm import fsutil
 from aivm.graph import keys
 
 
@@ -53,7 +53,5 @@ class StatCache:
         if self.path is None or not self._dirty:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self._entries))
-        os.replace(tmp, self.path)
+        fsutil.atomic_write(self.path, json.dumps(self._entries), durable=False)  # a cache
         self._dirty = False

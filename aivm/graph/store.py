@@ -5,43 +5,87 @@ Layout (documented for users in store/README.md):
     <root>/aivm-store-version        format version, checked on open
     <root>/.lock                     flock: builds shared, gc exclusive
     <root>/<key[:32]>-<name>/        an entry; `manifest.json` inside is its commit marker
-    <root>/.tmp-*                    entries being built (garbage if no build holds the lock)
+    <root>/.tmp-<key[:32]>-*         entries being built; the builder holds locks/<key[:32]>.lock
     <root>/locks/<key[:32]>.lock     one builder per key at a time
     <root>/names/<name>.json         the last manifest built for a node name (for --explain)
-    <root>/roots/<root-name>         gc roots: symlinks to entries, made by write-then-rename
+    <root>/roots/vms/<vm>/<node>     a VM's gc roots: relative symlinks to entries
+    <root>/roots/explicit/<name>     other gc roots (names escaped injectively, never cut)
+    <root>/roots/pending/<id>.json   entries a running aivm built or reused, flocked by it
     <root>/cache/stat.json           the stat cache of hashed local files
 
 An entry is built in a temporary sibling, its manifest written last, its
-write bits dropped, then renamed into place: a crash leaves only a `.tmp-*`
-directory, which gc removes, never a half-valid entry.
+write bits dropped, every file and directory fsynced, then renamed into place
+(and the store directory fsynced): a crash leaves only a `.tmp-*` directory,
+which the next build (when its key's lock is free) or gc removes, never a
+half-valid entry.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import re
 import shutil
 import stat
 import time
-from collections.abc import Callable, Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote
 
+from aivm import fsutil
 from aivm.errors import BuildError, StoreError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: roots per VM in roots/vms/, explicit roots escaped, pending roots
+UPGRADES = {"1": "roots of format 1 (symlinks directly in roots/) stay explicit roots"}
 VERSION_FILE = "aivm-store-version"
 MANIFEST = "manifest.json"
 _NAME_OK = re.compile(r"[^A-Za-z0-9._+-]")
+_ENTRY = re.compile(r"[0-9a-f]{32}-.+")
+_TEMP = re.compile(r"\.tmp-([0-9a-f]{32})-.+")
 
 
 def safe_name(name: str) -> str:
-    """A node name as it may appear in a store path."""
+    """A node name as it may appear in an entry's directory name (after its key)."""
     return _NAME_OK.sub("_", name)[:80]
+
+
+def escape(name: str) -> str:
+    """A root's name as one path component, injectively: percent-encoding of everything
+    but [A-Za-z0-9_.~-] and of a leading dot; never cut (a name too long is refused)."""
+    out = quote(name, safe="")
+    if out.startswith("."):
+        out = "%2E" + out[1:]
+    if not out or len(out.encode()) > 255:
+        raise StoreError(f"gc root name {name!r} is empty or too long",
+                         hint="root names are VM and node names of at most 200 characters",
+                         reason="root-name")
+    return out
+
+
+@dataclass(frozen=True, order=True)
+class Root:
+    """A gc root: a VM's (`vm` set, `name` its node) or an explicit one (`vm` empty)."""
+
+    vm: str
+    name: str
+
+    @classmethod
+    def explicit(cls, name: str) -> Root:
+        return cls("", name)
+
+    @property
+    def relpath(self) -> str:
+        """Where its link sits under <store>/roots/."""
+        if self.vm:
+            return f"vms/{escape(self.vm)}/{escape(self.name)}"
+        return f"explicit/{escape(self.name)}"
+
+    def __str__(self) -> str:
+        return f"VM {self.vm}: {self.name}" if self.vm else self.name
 
 
 @dataclass(frozen=True)
@@ -71,24 +115,28 @@ class Manifest:
 class Store:
     def __init__(self, root: Path) -> None:
         self.root = root.absolute()
+        self._held: list[tuple[int, Path]] = []  # pending roots this object holds
+        weakref.finalize(self, _release, self._held)
 
     # layout -------------------------------------------------------------
     def ensure(self) -> Store:
-        """Create the store layout, or check the format of an existing one."""
+        """Create the store layout, or check (and upgrade) the format of an existing one."""
         version_file = self.root / VERSION_FILE
-        if version_file.exists():
-            found = version_file.read_text().strip()
-            if found != str(FORMAT_VERSION):
-                raise StoreError(
-                    f"store {self.root} has format {found}, "
-                    f"this aivm reads format {FORMAT_VERSION}",
-                    hint="use another --store, or upgrade aivm", reason="store-format")
+        found = version_file.read_text().strip() if version_file.exists() else None
+        if found is not None and found != str(FORMAT_VERSION) and found not in UPGRADES:
+            raise StoreError(
+                f"store {self.root} has format {found}, "
+                f"this aivm reads format {FORMAT_VERSION}",
+                hint="use another --store, or upgrade aivm", reason="store-format")
+        if found == str(FORMAT_VERSION):
             return self
         try:
-            for sub in ("locks", "names", "roots", "cache"):
+            for sub in ("locks", "names", "roots/vms", "roots/explicit", "roots/pending",
+                        "cache"):
                 (self.root / sub).mkdir(parents=True, exist_ok=True)
-            self.root.chmod(0o755)
-            _atomic_write(version_file, f"{FORMAT_VERSION}\n")
+            if found is None:
+                self.root.chmod(0o755)
+            fsutil.atomic_write(version_file, f"{FORMAT_VERSION}\n")
         except OSError as exc:
             raise StoreError(f"cannot create the store at {self.root}: {exc.strerror}",
                              hint="choose a writable place with --store or AIVM_STORE",
@@ -107,23 +155,36 @@ class Store:
 
     def entries(self) -> list[Path]:
         """Every directory that looks like an entry, committed or not (temps excluded)."""
-        found = []
-        for child in self.root.iterdir():
-            if child.is_dir() and re.match(r"^[0-9a-f]{32}-", child.name):
-                found.append(child)
-        return sorted(found)
+        return sorted(c for c in self.root.iterdir() if _ENTRY.fullmatch(c.name) and c.is_dir())
 
     def temporaries(self) -> list[Path]:
         return sorted(p for p in self.root.glob(".tmp-*") if p.is_dir())
+
+    def entry_of(self, path: Path) -> Path | None:
+        """The entry of this store that `path` is, by identity (device, inode), whatever the
+        spelling (a symlinked or bind-mounted store, `sub/..`); None for anything else."""
+        if not _ENTRY.fullmatch(path.name):
+            return None
+        mine = self.root / path.name
+        try:
+            return mine if os.path.samefile(path, mine) else None
+        except OSError:
+            return None
 
     # locking -----------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, *, exclusive: bool, wait: bool = True) -> Iterator[None]:
         """Builds hold the store lock shared; gc holds it exclusive."""
-        with _flock(self.root / ".lock", exclusive=exclusive, wait=wait,
-                    busy=StoreError("the store is busy (a build or gc holds its lock)",
-                                    hint="wait for the other aivm to finish", reason="store-busy")):
-            yield
+        try:
+            with fsutil.locked(self.root / ".lock", exclusive=exclusive, wait=wait):
+                yield
+        except fsutil.Busy:
+            raise StoreError("the store is busy (a build or gc holds its lock)",
+                             hint="wait for the other aivm to finish",
+                             reason="store-busy") from None
+
+    def _key_lock(self, key32: str) -> Path:
+        return self.root / "locks" / f"{key32}.lock"
 
     # commit ------------------------------------------------------------
     def commit(self, key: str, name: str, build: Callable[[Path], None],
@@ -135,7 +196,7 @@ class Store:
         process asking for the same key waits for the first and reuses its
         entry, so every key is built once.
         """
-        with _flock(self.root / "locks" / f"{key[:32]}.lock", exclusive=True, wait=True):
+        with fsutil.locked(self._key_lock(key[:32])):
             existing = self.lookup(key, name)
             if existing is not None:
                 return existing, False
@@ -146,25 +207,50 @@ class Store:
             tmp = self.root / f".tmp-{key[:32]}-{safe_name(name)}-{unique}"
             tmp.mkdir()
             try:
-                started = time.monotonic()
-                build(tmp)
-                if (tmp / MANIFEST).exists():
-                    raise BuildError(f"node {name} wrote a file named {MANIFEST}",
-                                     hint="that name is reserved for the store",
-                                     reason="reserved-name")
-                manifest = describe(tree_size(tmp), time.monotonic() - started)
-                _write_synced(tmp / MANIFEST, manifest.to_json())
-                make_read_only(tmp)
+                manifest = self._fill(tmp, name, build, describe)
                 os.rename(tmp, final)
+                fsutil.fsync_dir(self.root)
             except BaseException:
                 remove_tree(tmp)
                 raise
             self.record_name(manifest)
             return final, True
 
+    def _fill(self, tmp: Path, name: str, build: Callable[[Path], None],
+              describe: Callable[[int, float], Manifest]) -> Manifest:
+        """Build into `tmp`, write the manifest, drop write bits, fsync it all."""
+        started = time.monotonic()
+        build(tmp)
+        if (tmp / MANIFEST).exists():
+            raise BuildError(f"node {name} wrote a file named {MANIFEST}",
+                             hint="that name is reserved for the store", reason="reserved-name")
+        manifest = describe(tree_size(tmp), time.monotonic() - started)
+        (tmp / MANIFEST).write_text(manifest.to_json())
+        make_read_only(tmp)
+        fsutil.fsync_tree(tmp)
+        return manifest
+
+    def sweep_temporaries(self) -> list[Path]:
+        """Remove the temps of dead builders: a builder holds its key's lock for as long as
+        its temp exists, so a temp whose key lock is free is a killed build's leftover."""
+        removed = []
+        for tmp in self.temporaries():
+            match = _TEMP.fullmatch(tmp.name)
+            if match is None:
+                continue
+            try:
+                with fsutil.locked(self._key_lock(match.group(1)), wait=False):
+                    if tmp.exists():
+                        remove_tree(tmp)
+                        removed.append(tmp)
+            except fsutil.Busy:
+                continue  # its builder is alive
+        return removed
+
     # names: the last build of each node name, for explanations ----------
     def record_name(self, manifest: Manifest) -> None:
-        _atomic_write(self.root / "names" / f"{safe_name(manifest.name)}.json", manifest.to_json())
+        fsutil.atomic_write(self.root / "names" / f"{safe_name(manifest.name)}.json",
+                            manifest.to_json())
 
     def last_build(self, name: str) -> Manifest | None:
         try:
@@ -173,37 +259,115 @@ class Store:
             return None
 
     # gc roots ------------------------------------------------------------
-    def add_root(self, root_name: str, entry: Path) -> Path:
-        link = self.root / "roots" / safe_name(root_name)
-        tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        tmp.symlink_to(entry)
-        os.replace(tmp, link)
+    def add_root(self, root: Root | str, entry: Path) -> Path:
+        """Root `entry` (an entry of this store) under `root` (a str: an explicit root)."""
+        root = Root.explicit(root) if isinstance(root, str) else root
+        mine = self.entry_of(entry)
+        if mine is None:
+            raise StoreError(f"{entry} is not an entry of the store {self.root}",
+                             hint="roots name entries of their own store", reason="root-target")
+        link = self.root / "roots" / root.relpath
+        link.parent.mkdir(parents=True, exist_ok=True)
+        fsutil.replace_symlink(link, os.path.relpath(mine, link.parent))
         return link
 
-    def remove_root(self, root_name: str) -> bool:
-        try:
-            (self.root / "roots" / safe_name(root_name)).unlink()
-            return True
-        except FileNotFoundError:
+    def remove_root(self, root: Root | str) -> bool:
+        root = Root.explicit(root) if isinstance(root, str) else root
+        link = self.root_links().get(root)  # also a root left by format 1
+        if link is None:
             return False
+        link.unlink(missing_ok=True)
+        return True
 
-    def remove_roots(self, prefix: str) -> int:
-        removed = 0
-        for link in (self.root / "roots").glob(f"{safe_name(prefix)}*"):
-            link.unlink()
-            removed += 1
-        return removed
+    def vm_roots_dir(self, vm: str) -> Path:
+        return self.root / "roots" / "vms" / escape(vm)
 
-    def roots(self) -> dict[str, Path]:
-        out: dict[str, Path] = {}
-        roots_dir = self.root / "roots"
-        if roots_dir.is_dir():
-            for link in sorted(roots_dir.iterdir()):
-                if link.is_symlink() and not link.name.startswith("."):
-                    out[link.name] = Path(os.readlink(link))
+    def remove_vm_roots(self, vm: str) -> int:
+        """Drop every root of VM `vm` (exactly that name: its own directory)."""
+        folder = self.vm_roots_dir(vm)
+        count = len(self.vm_roots(vm))
+        if folder.is_dir():
+            shutil.rmtree(folder)
+            fsutil.fsync_dir(folder.parent)
+        return count
+
+    def vm_roots(self, vm: str) -> dict[str, Path]:
+        """node name -> entry, for the roots of VM `vm`."""
+        return {r.name: p for r, p in self.roots().items() if r.vm == vm}
+
+    def roots(self) -> dict[Root, Path]:
+        """Every root and the entry path its link names (normalised, not resolved)."""
+        return {root: _target(link) for root, link in self.root_links().items()}
+
+    def root_links(self) -> dict[Root, Path]:
+        """Every root and its symlink (stat it to reach the entry, whatever the spelling)."""
+        top = self.root / "roots"
+        out: dict[Root, Path] = {}
+        for link in _links(top):  # format 1 left its roots here: explicit ones now
+            out[Root.explicit(link.name)] = link
+        for link in _links(top / "explicit"):
+            out[Root.explicit(unquote(link.name))] = link
+        vms = top / "vms"
+        for folder in sorted(vms.iterdir()) if vms.is_dir() else ():
+            for link in _links(folder):
+                out[Root(unquote(folder.name), unquote(link.name))] = link
         return out
+
+    # pending roots: what a running aivm built or reused, until it roots it ---------
+    def hold(self, entries: Iterable[Path]) -> Path:
+        """Keep `entries` from gc while this object lives (or until `release`): a file
+        naming them, flocked by this process. Written under the build's shared lock, so
+        a gc never runs between the build and the hold."""
+        folder = self.root / "roots" / "pending"
+        folder.mkdir(parents=True, exist_ok=True)
+        final = folder / f"{os.getpid()}-{time.monotonic_ns()}.json"
+        tmp = folder / f".{final.name}.tmp"
+        fd = fsutil.open_lock(tmp)
+        try:
+            os.write(fd, json.dumps(sorted({p.name for p in entries})).encode())
+            os.fsync(fd)
+            os.rename(tmp, final)
+            fsutil.fsync_dir(folder)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._held.append((fd, final))
+        return final
+
+    def release(self) -> None:
+        """Drop the pending roots this object holds (the VM's roots are written by then)."""
+        _release(self._held)
+
+    def pending(self) -> tuple[set[str], list[Path]]:
+        """(entry names held by live aivm processes, pending files whose holder is gone)."""
+        held: set[str] = set()
+        stale: list[Path] = []
+        folder = self.root / "roots" / "pending"
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+            if not fsutil.is_locked(path):
+                stale.append(path)
+                continue
+            with contextlib.suppress(OSError, ValueError):
+                held.update(str(n) for n in json.loads(path.read_text()))
+        return held, stale
+
+
+def _release(held: list[tuple[int, Path]]) -> None:
+    while held:
+        fd, path = held.pop()
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(fd)
+
+
+def _links(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.is_symlink() and not p.name.startswith("."))
+
+
+def _target(link: Path) -> Path:
+    return Path(os.path.normpath(link.parent / os.readlink(link)))
 
 
 def tree_size(path: Path) -> int:
@@ -236,34 +400,3 @@ def remove_tree(path: Path) -> None:
             if not os.path.islink(p):
                 os.chmod(p, 0o755)
     shutil.rmtree(path)
-
-
-def _write_synced(path: Path, text: str) -> None:
-    with open(path, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    _write_synced(tmp, text)
-    os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _flock(path: Path, *, exclusive: bool, wait: bool,
-           busy: Exception | None = None) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
-        try:
-            fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if busy is not None:
-                raise busy from None
-            raise
-        yield
-    finally:
-        os.close(fd)

@@ -90,3 +90,63 @@ def test_gc_dry_run_and_removal(invoke, tmp_path: Path) -> None:
     done = invoke("gc", "--yes")
     assert "removed 4 entries" in done.output
     assert json.loads(invoke("gc", "--dry-run", "--json").output)["dead"] == []
+
+
+def test_gc_with_a_broken_config_fails_instead_of_using_the_default_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Collecting the wrong store deletes data: a config that does not load is an error."""
+    monkeypatch.delenv("AIVM_STORE", raising=False)
+    config = tmp_path / "config.toml"
+    config.write_text("[store]\nroot = 'elsewhere'\n[[vms]\nname = 'x'\n")
+    app = App(config_override=str(config))
+    result = CliRunner().invoke(cli, ["gc", "--dry-run"], obj=app, catch_exceptions=False)
+    assert result.exit_code == 2, result.output
+    assert result.stdout == ""
+    assert result.stderr.startswith(f"error: {config}")
+
+
+def test_gc_without_a_config_uses_the_default_store(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.delenv("AIVM_STORE", raising=False)
+    app = App(config_override=str(tmp_path / "absent.toml"))
+    assert app.store().root.name == "store"
+    assert app._configured_store_root() == ""
+
+
+def test_gc_removes_only_the_entries_it_showed(invoke, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another process builds while `aivm gc` waits for its answer: its entries stay."""
+    import subprocess
+    import sys
+
+    import click
+
+    invoke("build")
+    store = Store(tmp_path / "store")
+    shown = set(store.entries())
+
+    workers: list[subprocess.Popen[str]] = []
+
+    def confirm_after_a_build(text: str, default: bool = False) -> bool:
+        workers.append(subprocess.Popen(  # builds side and top anew, reuses base and mid
+            [sys.executable, "-m", "tests.graph.build_worker", str(store.root),
+             str(tmp_path / "templates"), "0", str(tmp_path / "log"), "hold", "S2"],
+            cwd=Path(__file__).resolve().parents[2], text=True, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+        assert workers[0].stdout is not None and workers[0].stdout.readline() == "built\n"
+        return True  # the worker waits, holding what it built and reused
+
+    monkeypatch.setattr(click, "confirm", confirm_after_a_build)
+    try:
+        done = invoke("gc")
+    finally:
+        for worker in workers:
+            worker.communicate(input="", timeout=30)
+    lines = done.output.splitlines()
+    assert lines[0].startswith("0 live, 4 dead (") and lines[1].startswith("removed 2 entries")
+    assert lines[2:] == ["kept 2 shown entries: rooted or gone since the preview"]
+    later = {e.name.split("-", 1)[1] for e in store.entries()}
+    assert sorted(later) == ["base", "mid", "side", "top"]  # side and top: the new ones
+    assert not (set(store.entries()) & shown) - {e for e in shown if e.name.endswith(
+        ("-base", "-mid"))}

@@ -417,8 +417,8 @@ def test_update_cpus_memory_and_disk(world: World) -> None:
     assert done["restarts"] is True and "Grow the disk of VM box" in done["ran"]
     assert [c["what"] for c in done["changes"]] == ["memory", "cpus", "disk"]
     assert disk_size(disk) == 3 * GIB
-    roots = Store(world.store).roots()  # the disk still sits on the 2 GiB overlay: gc keeps it
-    assert roots["box--disk-backing"] == old_overlay != roots["box--box.overlay"]
+    roots = Store(world.store).vm_roots("box")  # the disk still sits on the 2 GiB overlay
+    assert roots["disk-backing"] == old_overlay != roots["box.overlay"]
     dom = world.conn.lookupByName("box")
     assert dom.isActive() and dom.info()[3] == 2
     assert world.aivm("vm", "update").stdout == (

@@ -211,7 +211,7 @@ def test_6_destroy_then_gc(user: AivmUser) -> None:
     mine = {n: s["path"] for n, s in user.json("build")["nodes"].items()}
     store.add_root("e2e-keep-image", Path(mine["image.debian"]))  # explicit root: kept
     user.run("destroy", VM, "--yes")
-    assert not any(name.startswith(f"{VM}--") for name in store.roots())
+    assert store.vm_roots(VM) == {}
     dry = user.json("gc", "--dry-run")
     unrooted = {p for n, p in mine.items() if n != "image.debian"}
     assert unrooted <= set(dry["dead"])
