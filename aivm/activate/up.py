@@ -18,7 +18,7 @@ from aivm import paths
 from aivm.activate import disk, firewall, live
 from aivm.activate import plan as plans
 from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
-from aivm.config.schema import Attachment, Network, Vm
+from aivm.config.schema import Attachment, Config, Network, Vm
 from aivm.errors import AivmError
 from aivm.graph.scheduler import NodeState
 from aivm.graph.store import Root, Store
@@ -77,9 +77,12 @@ def root_name(vm: str, node: str) -> Root:
 
 def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = False,
             attachments: tuple[Attachment, ...] = ()) -> Plan:
-    """`attachments`: the config's; their host side is restored before the VM starts."""
+    """`attachments`: the config's; their host side is restored before the VM starts.
+    Refused first when the network's bridge or subnet is taken on this host (hostnet.py)."""
+    from aivm.activate import hostnet
     from aivm.guest import attach
 
+    hostnet.check(conn, art.network)
     name = art.vm.name
     domain_xml = art.domain_xml.read_text()
     current = live.read_domain(conn, name)
@@ -95,6 +98,16 @@ def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = F
         roots_step(store, art),
         None if recreate else backing_root_step(store, art, disk.disk_path(name)),
     )
+
+
+def check_host(conn: live.Conn, cfg: Config, vm: Vm) -> None:
+    """Refuse early (before the build) when the VM's network's bridge or subnet is taken on
+    this host (aivm/activate/hostnet.py); plan_up checks again."""
+    from aivm.activate import hostnet
+
+    network = cfg.network(vm.network)
+    if network is not None:
+        hostnet.check(conn, network)
 
 
 def _has_export(domain_xml: str) -> bool:

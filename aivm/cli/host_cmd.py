@@ -181,6 +181,8 @@ def fw() -> None:
 @click.pass_obj
 def fw_apply(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
     """Build the network's ruleset node and load it with one `nft -f` (as root)."""
+    from aivm.activate import hostnet
+    from aivm.activate import plan as plans
     from aivm.host import network as nets
 
     _, netw = _network(app, network)
@@ -188,8 +190,9 @@ def fw_apply(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo: 
     states = _build(app, nets.graph(netw), nets.node_names(netw))
     probe = nets.probe(states.states, netw)
     seen = _read_fw(app, probe, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
-    _execute(app, nets.apply_plan(states.states, netw, seen), yes=yes, yes_sudo=yes_sudo,
-             dry_run=dry_run)
+    bridge_note = hostnet.check_firewall(_conn(app), netw, dry_run=dry_run)
+    _execute(app, plans.of(bridge_note, nets.apply_plan(states.states, netw, seen)), yes=yes,
+             yes_sudo=yes_sudo, dry_run=dry_run)
     if not dry_run:
         after = _read_fw(app, probe, yes=yes, yes_sudo=yes_sudo, dry_run=False)
         click.echo(nets.fw_status(states.states, netw, after))

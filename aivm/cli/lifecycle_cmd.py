@@ -33,11 +33,13 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
     started = time.monotonic()
     session = Session.open(app, vm_name_of(vm_name, vm_opt), implicit=True)
     session.warn_accel()
+    from aivm.activate import up as activation
+
+    activation.check_host(session.conn(), session.cfg, session.vm)  # before minutes of build
     if dry_run and _stale_for_dry_run(session, as_json):
         return
     report = session.build(quiet=as_json)
     built_at = time.monotonic()
-    from aivm.activate import up as activation
 
     art = session.probed(session.artifacts(report), yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
     plan = activation.plan_up(session.conn(), app.store(), art, recreate=recreate,

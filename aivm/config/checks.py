@@ -7,22 +7,30 @@ counts as an impossible value reads as one table.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from typing import Any
 
 from aivm.config import schema
+from aivm.errors import AivmError
+from aivm.recipes import values
 
 Problem = tuple[str, str] | None
 Check = Callable[[Any], Problem]
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
-_BRIDGE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_TZ_RE = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
-_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
 MIN_MEMORY_MIB = 256
-IFNAMSIZ = 15
+IFNAMSIZ = values.IFNAMSIZ
+
+
+def via(fn: Callable[..., Any], *args: Any, message: str = "", hint: str = "") -> Check:
+    """A check that asks the recipes' validator (aivm/recipes/values.py), so lint and build
+    refuse the same values; `message`/`hint` (formatted with the value) replace its words."""
+    def check(value: Any) -> Problem:
+        try:
+            fn(value, *args)
+        except AivmError as exc:
+            return (message.format(value=value) or exc.message), (hint or exc.hint)
+        return None
+    return check
 
 
 @functools.cache
@@ -38,18 +46,22 @@ def host_memory_mib() -> int:
     return 0
 
 
-def name(value: str) -> Problem:
-    if _NAME_RE.match(value):
-        return None
-    return (f"bad name {value!r}",
-            "use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit")
+name = via(values.name, "name", values.NAME_LIMIT, message="bad name {value!r}",
+           hint=f"use 1-{values.NAME_LIMIT} letters, digits, '-', '_' or '.', starting with a "
+                "letter or digit")
+user = via(values.user, message="bad user name {value!r}",
+           hint="use a Linux user name: lowercase letters, digits, '-' or '_', at most 32")
 
 
-def user(value: str) -> Problem:
-    if _USER_RE.match(value):
-        return None
-    return (f"bad user name {value!r}",
-            "use a Linux user name: lowercase letters, digits, '-' or '_', at most 32")
+def vm_name(value: str) -> Problem:
+    """A name that also makes a guest host name (a DNS label) and an ssh alias."""
+    from aivm.config.to_graph import guest_hostname
+
+    problem = name(value)
+    if problem is None and values.HOSTNAME.fullmatch(guest_hostname(value)) is None:
+        return (f"VM name {value!r} does not make a host name",
+                "end the name with a letter or digit")
+    return problem
 
 
 def cpus(value: int) -> Problem:
@@ -85,22 +97,19 @@ def non_negative(what: str) -> Check:
     return check
 
 
-def timezone(value: str) -> Problem:
-    if _TZ_RE.match(value):
-        return None
-    return f"bad timezone {value!r}", "use a tz database name such as UTC or Europe/Berlin"
+timezone = via(values.timezone, message="bad timezone {value!r}",
+               hint="use a tz database name such as UTC or Europe/Berlin")
 
 
 def bridge(value: str) -> Problem:
     if len(value) > IFNAMSIZ:
         return (f"bridge name {value!r} is {len(value)} characters; Linux allows {IFNAMSIZ}",
                 f"shorten it, e.g. {value[:IFNAMSIZ]!r}")
-    if not _BRIDGE_RE.match(value):
-        return f"bad bridge name {value!r}", "use letters, digits, '-', '_' or '.'"
-    return None
+    return via(values.bridge)(value)
 
 
 def cidr(value: str) -> Problem:
+    """A guest subnet: the friendly words for the common slips, then the recipe's rule."""
     import ipaddress
 
     try:
@@ -111,17 +120,11 @@ def cidr(value: str) -> Problem:
         return f"{value!r} is not an IPv4 subnet", "aivm networks are IPv4, e.g. 10.77.0.0/24"
     if str(net) != value:
         return f"{value!r} has host bits set", f"did you mean {str(net)!r}?"
-    return None
+    return via(values.guest_subnet)(value)
 
 
-def ipv4(value: str) -> Problem:
-    import ipaddress
-
-    try:
-        ipaddress.IPv4Address(value)
-    except ValueError:
-        return f"{value!r} is not an IPv4 address", "write it as four numbers, e.g. 10.77.0.1"
-    return None
+ipv4 = via(values.ipv4, message="{value!r} is not an IPv4 address",
+           hint="write it as four numbers, e.g. 10.77.0.1")
 
 
 def ports(value: tuple[int, ...]) -> Problem:
@@ -129,78 +132,76 @@ def ports(value: tuple[int, ...]) -> Problem:
     return (f"port {bad[0]} is out of range", "ports are 1-65535") if bad else None
 
 
-def cidrs(value: tuple[str, ...]) -> Problem:
-    import ipaddress
-
-    for item in value:
-        try:
-            ipaddress.ip_network(item, strict=False)
-        except ValueError:
-            return (f"{item!r} is not a CIDR range",
-                    "write ranges as address/prefix, e.g. 192.168.0.0/16")
-    return None
+cidrs = via(values.networks, "extra_blocked",
+            hint="write ranges as address/prefix with the host bits zero, e.g. 192.168.0.0/16")
 
 
 def lan_endpoints(proto: str) -> Check:
     """`allow_lan_<proto>`: the recipe's own parser, so lint and build agree."""
-    def check(value: tuple[str, ...]) -> Problem:
-        from aivm.errors import AivmError
+    def parse(value: tuple[str, ...]) -> None:
         from aivm.recipes.nft_ruleset import lan_rules
 
-        try:
-            lan_rules(value, proto)
-        except AivmError as exc:
-            return exc.message, exc.hint
-        return None
-    return check
+        lan_rules(value, proto)
+    return via(parse)
 
 
 def provision(field: str) -> Check:
     """`[[provisions]]` values: the recipe's own parsers, so lint and build agree."""
-    def check(value: Any) -> Problem:
-        from aivm.errors import AivmError
+    def parse(value: Any) -> None:
         from aivm.recipes.provision import check_field
 
-        try:
-            check_field(field, value)
-        except AivmError as exc:
-            return exc.message, exc.hint
-        return None
-    return check
+        check_field(field, value)
+    return via(parse)
 
 
 def sha256(value: str) -> Problem:
-    if value == "" or _SHA_RE.match(value):
-        return None
-    return (f"sha256 {value!r} is not 64 lowercase hex digits",
-            "copy the digest from the image's SHA256SUMS file, or leave it empty to be told later")
+    return None if value == "" else via(
+        values.sha256, message="sha256 {value!r} is not 64 lowercase hex digits",
+        hint="copy the digest from the image's SHA256SUMS file, or leave it empty to be told "
+             "later")(value)
 
 
 def url(value: str) -> Problem:
-    if value.startswith(("https://", "http://", "file://", "/", "~")) or value == "":
+    """What the fetch recipe takes (http(s)/file URL, absolute path), or ~/... or empty."""
+    if value == "":
         return None
-    return (f"url {value!r} is not http(s)://, file:// or an absolute path",
-            "give a full URL to the image, or the absolute path of a local image file")
+    if value.startswith("~"):
+        return via(values.host_path, "url")(value)
+    if not value.startswith(("https://", "http://", "file://", "/")):
+        return (f"url {value!r} is not http(s)://, file:// or an absolute path",
+                "give a full URL to the image, or the absolute path of a local image file")
+    return via(values.abs_path if value.startswith("/") else values.url, "url")(value)
 
 
 def host_path(value: str) -> Problem:
-    if value.startswith(("/", "~")):
-        return None
-    return f"host_path {value!r} is not absolute", "write an absolute path or one starting with ~"
+    if not value.startswith(("/", "~")):
+        return (f"host_path {value!r} is not absolute",
+                "write an absolute path or one starting with ~")
+    return via(values.host_path, "host_path")(value)
 
 
 def guest_dst(value: str) -> Problem:
-    if value == "" or value.startswith("/"):
-        return None
-    return f"guest_dst {value!r} is not absolute", "write an absolute guest path, or leave it empty"
+    return None if value == "" else via(
+        values.abs_path, "guest_dst", message="guest_dst {value!r} is not absolute",
+        hint="write an absolute guest path without quotes or backslashes, or leave it "
+             "empty")(value)
 
 
-def nonempty_items(value: tuple[str, ...]) -> Problem:
-    return ("a path in the list is empty", "remove the empty entry") if "" in value else None
+def paths(what: str) -> Check:
+    """A list of host paths (`[sync] paths`): none empty, each one line."""
+    def check(value: tuple[str, ...]) -> Problem:
+        if "" in value:
+            return "a path in the list is empty", "remove the empty entry"
+        return next(filter(None, (via(values.host_path, what)(v) for v in value)), None)
+    return check
 
 
 def optional_name(value: str) -> Problem:
     return None if value == "" else name(value)
+
+
+def store_root(value: str) -> Problem:
+    return None if value == "" else via(values.host_path, "store root")(value)
 
 
 def schema_version(value: int) -> Problem:
@@ -211,7 +212,7 @@ def schema_version(value: int) -> Problem:
 
 
 FIELD_CHECKS: dict[tuple[type, str], Check] = {
-    (schema.Vm, "name"): name,
+    (schema.Vm, "name"): vm_name,
     (schema.Vm, "user"): user,
     (schema.Vm, "cpus"): cpus,
     (schema.Vm, "memory_mib"): memory_mib,
@@ -221,6 +222,9 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Vm, "timezone"): timezone,
     (schema.Vm, "uid"): non_negative("uid"),
     (schema.Vm, "gid"): non_negative("gid"),
+    (schema.Vm, "ssh_pubkey"): via(values.ssh_path, "ssh_pubkey"),
+    (schema.Vm, "ssh_privkey"): via(values.ssh_path, "ssh_privkey"),
+    (schema.Vm, "packages"): via(values.packages, "packages"),
     (schema.Network, "name"): name,
     (schema.Network, "bridge"): bridge,
     (schema.Network, "subnet"): cidr,
@@ -236,6 +240,8 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Image, "sha256"): sha256,
     (schema.Image, "url"): url,
     (schema.Image, "suite"): name,
+    (schema.Image, "mirror"): via(values.url, "mirror"),
+    (schema.Image, "packages"): via(values.packages, "packages"),
     (schema.Image, "image_size_gib"): positive("image_size_gib"),
     (schema.Provision, "name"): name,
     (schema.Provision, "base"): name,
@@ -248,7 +254,8 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Attachment, "host_path"): host_path,
     (schema.Attachment, "vm"): name,
     (schema.Attachment, "guest_dst"): guest_dst,
-    (schema.Sync, "paths"): nonempty_items,
+    (schema.Sync, "paths"): paths("sync path"),
+    (schema.StoreSettings, "root"): store_root,
     (schema.Behavior, "verbosity"): non_negative("verbosity"),
     (schema.Config, "active_vm"): optional_name,
     (schema.Config, "schema_version"): schema_version,

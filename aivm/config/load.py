@@ -71,6 +71,11 @@ def check_text(text: str) -> tuple[Config | None, list[Finding]]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         return None, [syntax_finding(exc, text)]
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        return None, [Finding((), "TOML nested too deeply (arrays or inline tables inside "
+                              "each other hundreds of levels deep)", "flatten the nesting: "
+                              "aivm's settings are at most three tables deep", "toml-syntax",
+                              line=1)]
     return validate.check(data)
 
 

@@ -52,7 +52,7 @@ def image_node(cfg: Config, image: Image) -> Node:
             "suite": image.suite, "mirror": image.mirror, "packages": tuple(image.packages),
             "image_size_gib": image.image_size_gib})
     if not image.sha256 and "://" not in image.url:
-        return Node(name, "local-image", files={"image": _local(cfg, image.url)})
+        return Node(name, "local-image", files={"image": local_file(cfg, image.url, "url")})
     if not image.sha256:
         raise ConfigError(f"image {image.name} has no sha256 pin",
                           hint=f"add sha256 = \"...\" to the [[images]] entry {image.name!r} "
@@ -109,7 +109,7 @@ def seed_node(cfg: Config, vm: Vm) -> Node:
         "timezone": vm.timezone, "password_login": vm.password_login,
         # vm.packages are baked into the <vm>.packages layer, not installed at first boot
         "mac": mac_address(vm.name),
-    }, files={"ssh_pubkey": _local(cfg, vm.ssh_pubkey)})
+    }, files={"ssh_pubkey": local_file(cfg, vm.ssh_pubkey, "ssh_pubkey")})
 
 
 def network_node(net: Network) -> Node:
@@ -199,5 +199,27 @@ def _local(cfg: Config, value: str) -> Path:
     return path.absolute()
 
 
+def local_file(cfg: Config, value: str, what: str) -> Path:
+    """A file input from the config: refused when it exists but is not a regular file, so a
+    device (/dev/zero) or FIFO is never read, hashed or copied (that would never end)."""
+    import stat
+
+    path = _local(cfg, value)
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return path        # missing: the build says so, with the key it looked for
+    if not stat.S_ISREG(mode):
+        raise ConfigError(f"{what} {value!r} is not a regular file (a device, FIFO, socket or "
+                          "folder)", hint=f"point {what} at a regular file",
+                          reason="not-a-file")
+    return path
+
+
 def _source(cfg: Config, url: str) -> str:
-    return url if "://" in url else str(_local(cfg, url))
+    if url.startswith("file://"):
+        from urllib.parse import unquote, urlsplit
+
+        local_file(cfg, unquote(urlsplit(url).path) or "/", "url")
+        return url
+    return url if "://" in url else str(local_file(cfg, url, "url"))

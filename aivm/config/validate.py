@@ -39,6 +39,8 @@ def check(data: dict[str, Any]) -> tuple[schema.Config | None, list[Finding]]:
     cfg = v.config(data)
     if cfg is not None:
         cross_check(cfg, data, v.findings)
+    if cfg is not None and not any(f.severity == "error" for f in v.findings):
+        v.findings.extend(recipe_findings(cfg))
     errors = any(f.severity == "error" for f in v.findings)
     return (None if errors else cfg), v.findings
 
@@ -198,11 +200,31 @@ def cross_check(cfg: schema.Config, data: dict[str, Any], out: list[Finding]) ->
                            ("provisions", cfg.provisions)):
         _duplicates(section, [i.name for i in items], "name", out)
     _duplicates("networks", [n.bridge for n in cfg.networks], "bridge", out)
+    _table_collisions(cfg, out)
     for i, net in enumerate(cfg.networks):
         _network_ranges(net, ("networks", i), data, out)
     _overlaps(cfg, out)
     _references(cfg, data, out)
     _provisions(cfg, out)
+
+
+def recipe_findings(cfg: schema.Config) -> list[Finding]:
+    """Every node of every VM's graph through its recipe's own check, so a config that
+    lint and load accept is one the build accepts (the field checks above ask the same
+    validators, aivm/recipes/values.py; this catches what no single field shows)."""
+    from aivm.config.to_graph import vm_graph
+    from aivm.errors import AivmError
+    from aivm.recipes import REGISTRY
+
+    out = []
+    for i, vm in enumerate(cfg.vms):
+        try:
+            for node in vm_graph(cfg, vm, accel="qemu").values():
+                REGISTRY.recipe(node.kind).check(node)
+        except AivmError as exc:
+            out.append(Finding(("vms", i), f"VM {vm.name!r}: {exc.message}", exc.hint,
+                               exc.reason))
+    return out
 
 
 def _duplicates(section: str, names: list[str], key: str, out: list[Finding]) -> None:
@@ -213,6 +235,24 @@ def _duplicates(section: str, names: list[str], key: str, out: list[Finding]) ->
                                f"have {key} {name!r}", f"give each a different {key}",
                                "duplicate-name"))
         seen.setdefault(name, i)
+
+
+def _table_collisions(cfg: schema.Config, out: list[Finding]) -> None:
+    """Two networks whose nft tables would have one name (`a.b`, `a-b` and `a_b` all make
+    `aivm_a_b`): applying one would delete the other's firewall."""
+    from aivm.recipes import nft_ruleset
+
+    seen: dict[str, int] = {}
+    for i, net in enumerate(cfg.networks):
+        for table in (nft_ruleset.table_name(net.name),):
+            j = seen.setdefault(table, i)
+            if j != i and cfg.networks[j].name != net.name:  # same name: reported above
+                out.append(Finding(("networks", i, "name"), f"networks {cfg.networks[j].name!r} "
+                                   f"and {net.name!r} would share the nft table {table}",
+                                   "rename one: names that differ only in '.', '-' and '_' "
+                                   "map to one table",
+                                   "duplicate-name"))
+                break
 
 
 def _network_ranges(net: schema.Network, kp: KeyPath, data: dict[str, Any],

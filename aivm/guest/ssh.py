@@ -9,6 +9,7 @@ host keys, so `aivm up --recreate` and `aivm destroy` forget the old ones.
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -99,17 +100,49 @@ def _cloud_init_done(target: Target) -> bool:
 
 
 def ssh_config_block(target: Target) -> str:
-    """A Host block usable by OpenSSH and VS Code Remote-SSH."""
+    """A Host block usable by OpenSSH and VS Code Remote-SSH. Every value is checked or
+    quoted first: this file is included at the top of ~/.ssh/config, so a newline in a
+    value would add options (a `ProxyCommand`) to every ssh the user runs."""
+    from aivm.recipes import values
+
+    values.name(target.vm, "VM name")
+    values.user(target.user, "user")
+    if not _HOST.fullmatch(target.host):
+        raise values.invalid("guest address", target.host, "an IP address or host name")
     return "\n".join([
         f"Host {target.alias}",
         f"    HostName {target.host}",
         f"    User {target.user}",
-        f"    IdentityFile {target.identity}",
+        f"    IdentityFile {config_path(target.identity, 'ssh_privkey')}",
         "    IdentitiesOnly yes",
-        f"    UserKnownHostsFile {known_hosts(target.vm)}",
+        f"    UserKnownHostsFile {config_path(known_hosts(target.vm), 'known_hosts')}",
         "    StrictHostKeyChecking accept-new",
         "",
     ])
+
+
+_HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+_PLAIN = re.compile(r"[A-Za-z0-9/._~+@,:%-]+")
+_UNQUOTABLE = re.compile(r"[\x00-\x1f\x7f\"\\]")
+_UNQUOTABLE_INCLUDE = re.compile(r"[\x00-\x1f\x7f\"\\%*?\[]")
+
+
+def config_path(path: Path, what: str, *, tokens: bool = True) -> str:
+    """A path as one ssh_config argument, double-quoted unless plain. `tokens`: the keyword
+    expands `%d`, `%u`... (IdentityFile, UserKnownHostsFile), so '%' is doubled; otherwise
+    (Include, which globs) '%' and glob characters are refused. Control characters, quotes
+    and backslashes have no portable spelling in ssh_config: refused."""
+    from aivm.recipes import values
+
+    text = str(path)
+    bad = _UNQUOTABLE if tokens else _UNQUOTABLE_INCLUDE
+    if not text or bad.search(text):
+        raise values.invalid(what, text, "ssh_config cannot hold control characters, "
+                             "double quotes or backslashes in a path" + (
+                                 "" if tokens else ", nor '%' or glob characters here"),
+                             hint=f"use a plain path for {what}")
+    text = text.replace("%", "%%")
+    return text if _PLAIN.fullmatch(text) else f'"{text}"'
 
 
 def record_ip(vm: str, ip: str, mac: str) -> None:

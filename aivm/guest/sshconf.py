@@ -10,6 +10,7 @@ and VS Code resolve the alias too (approved like any change to a user file).
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 from aivm import paths
@@ -53,7 +54,7 @@ def _write(path: Path, text: str) -> None:
 
 
 def include_line() -> str:
-    return f"Include {managed_file()}"
+    return f"Include {ssh.config_path(managed_file(), 'aivm ssh_config', tokens=False)}"
 
 
 def include_step(home: Path | None = None) -> Step | None:
@@ -72,4 +73,4 @@ def include_step(home: Path | None = None) -> Step | None:
 
 def git_ssh_command() -> str:
     """The ssh git uses for aivm remotes when aivm itself pushes and fetches."""
-    return f"ssh -F {managed_file()} -o BatchMode=yes"
+    return f"ssh -F {shlex.quote(str(managed_file()))} -o BatchMode=yes"

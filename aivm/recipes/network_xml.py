@@ -30,12 +30,10 @@ class NetworkXml(RecipeBase):
 
 def lan(p: Mapping[str, Any]) -> dict[str, Any]:
     """The checked facts of a guest LAN: gateway and DHCP range inside an IPv4 subnet."""
-    subnet = values.network(p["subnet"], "subnet")
+    subnet = values.guest_subnet(p["subnet"], "subnet")
     gateway = values.ipv4(p["gateway"], "gateway")
     start = values.ipv4(p["dhcp_start"], "dhcp_start")
     end = values.ipv4(p["dhcp_end"], "dhcp_end")
-    if subnet.version != 4 or subnet.prefixlen > 30:
-        raise values.invalid("subnet", p["subnet"], "an IPv4 network of /30 or larger")
     for what, addr in (("gateway", gateway), ("dhcp_start", start), ("dhcp_end", end)):
         if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
             raise values.invalid(what, str(addr), f"a host address inside {subnet}")

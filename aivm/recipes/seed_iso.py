@@ -72,9 +72,10 @@ def _id(value: Any, what: str) -> int | None:
 
 
 def _read(path: Path) -> str:
+    """The public key file: a regular file of at most 1 MiB (values.read_small_file)."""
     try:
-        return Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
+        return values.read_small_file(Path(path), "ssh_pubkey").decode()
+    except (AivmError, UnicodeDecodeError) as exc:
         raise AivmError(f"cannot read the ssh public key {path}: {exc}",
                         hint="set ssh_pubkey to an existing .pub file (ssh-keygen -t ed25519)",
                         reason="invalid-param") from exc

@@ -8,8 +8,11 @@ AivmError with reason "invalid-param" that names the param and says why.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+import stat
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from aivm.errors import AivmError
@@ -25,6 +28,18 @@ URL = re.compile(r"(https?|file)://[^\s'\"<>\\`]+")
 SSH_KEY = re.compile(r"(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) "
                      r"[A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?")
 _PATH_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f'\"\\`]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SSH_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f'\"\\`%]")
+NAME_LIMIT = 63            # a DNS label: VM names become guest host names
+IFNAMSIZ = 15              # Linux interface names: 15 characters and a NUL
+# A guest subnet must lie in one of these (RFC 1918 private ranges and the RFC 6598
+# shared address space that CGNAT and VPNs such as Tailscale use): anything else is
+# the host's loopback, link-local (cloud metadata), multicast, or someone else's
+# public addresses, which the host would then route to the guest bridge.
+GUEST_SUBNETS = tuple(ipaddress.IPv4Network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"))
+# Interface names the kernel or the host's own networking owns.
+RESERVED_BRIDGES = ("lo", ".", "..")
 
 
 def invalid(what: str, value: Any, why: str, hint: str = "") -> AivmError:
@@ -38,16 +53,35 @@ def _match(pattern: re.Pattern[str], what: str, value: Any, why: str, limit: int
     return value
 
 
-def name(value: Any, what: str = "name") -> str:
-    """A VM, network or image name: letters, digits, '.', '_', '-'; 64 chars at most."""
+def name(value: Any, what: str = "name", limit: int = 64) -> str:
+    """A VM, network or image name: letters, digits, '.', '_', '-'; 64 chars at most
+    (the config's own names: NAME_LIMIT)."""
     return _match(NAME, what, value, "use letters, digits, '.', '_' and '-', starting with a "
-                  "letter or digit, 64 characters at most")
+                  f"letter or digit, {limit} characters at most", limit=limit)
 
 
 def bridge(value: Any, what: str = "bridge") -> str:
-    """A Linux interface name: a name of 15 characters at most."""
-    return _match(NAME, what, value, "an interface name: letters, digits, '.', '_', '-', "
-                  "15 characters at most", limit=15)
+    """A Linux interface name of 15 characters at most, never the loopback device."""
+    _match(NAME, what, value, "an interface name: letters, digits, '.', '_', '-', "
+           f"{IFNAMSIZ} characters at most", limit=IFNAMSIZ)
+    if value in RESERVED_BRIDGES:
+        raise invalid(what, value, "the host's loopback device, never a guest bridge",
+                      hint="name a bridge of its own for the network, e.g. virbr-aivm")
+    return str(value)
+
+
+def guest_subnet(value: Any, what: str = "subnet") -> ipaddress.IPv4Network:
+    """The IPv4 subnet of a guest network: /30 or larger, inside GUEST_SUBNETS."""
+    net = network(value, what)
+    if net.version != 4 or net.prefixlen > 30:
+        raise invalid(what, value, "an IPv4 network of /30 or larger")
+    if not any(net.subnet_of(r) for r in GUEST_SUBNETS):
+        raise invalid(what, value, "not inside a private range: the host would route "
+                      "these addresses (loopback, link-local, multicast or public ones) to the "
+                      "guests", hint="use a subnet inside 10.0.0.0/8, 172.16.0.0/12, "
+                      "192.168.0.0/16 or 100.64.0.0/10, e.g. 10.77.0.0/24")
+    assert isinstance(net, ipaddress.IPv4Network)
+    return net
 
 
 def hostname(value: Any, what: str = "hostname") -> str:
@@ -129,6 +163,48 @@ def abs_path(value: Any, what: str = "path") -> str:
             or len(value) > 4096):
         raise invalid(what, value, "an absolute path without quotes, backslashes or newlines")
     return value
+
+
+def host_path(value: Any, what: str = "path") -> str:
+    """A host path from the config: absolute or starting with ~, one line of text."""
+    if (not isinstance(value, str) or not value.startswith(("/", "~")) or len(value) > 4096
+            or _CONTROL.search(value)):
+        raise invalid(what, value, "an absolute path (or ~/...) on one line, without control "
+                      "characters")
+    return value
+
+
+def ssh_path(value: Any, what: str = "path") -> str:
+    """A host path that ends up in ssh_config (IdentityFile): besides host_path, no quotes,
+    backslashes or '%' (ssh_config has no portable escape for them; '%' starts a token) and
+    no surrounding spaces. Spaces inside are quoted by aivm/guest/ssh.py."""
+    value = host_path(value, what)
+    if _SSH_FORBIDDEN.search(value) or value != value.strip():
+        raise invalid(what, value, "ssh_config cannot hold quotes, backslashes, '%' or "
+                      "surrounding spaces in a path",
+                      hint=f"move the file to a plain path and set {what} to it")
+    return value
+
+
+def read_small_file(path: Path, what: str, limit: int = 1 << 20) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. A device (/dev/zero), FIFO or
+    socket is refused without reading it: opened non-blocking, checked with fstat."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise invalid(what, str(path), f"cannot open it: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as fh:
+        regular_file(os.fstat(fd), path, what)
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise invalid(what, str(path), f"larger than {limit} bytes")
+    return data
+
+
+def regular_file(st: os.stat_result, path: Path, what: str) -> None:
+    if not stat.S_ISREG(st.st_mode):
+        raise invalid(what, str(path), "not a regular file (a device, FIFO, socket or folder)",
+                      hint=f"point {what} at a regular file")
 
 
 def ssh_keys(text: str, what: str = "ssh public key") -> tuple[str, ...]:

@@ -66,8 +66,10 @@ def test_dry_run_without_config_writes_and_starts_nothing(
     result = aivm(home, command, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []
-    # only the read-only route query that picks the subnet it would write
-    assert _ran(log) == ["ip -j route show table all"]
+    # only read-only queries: the routes that pick the subnet it would write, and for `up`
+    # the host-network check (aivm/activate/hostnet.py: links, addresses, routes)
+    reads = ["ip -j link", "ip -j -4 addr", "ip -j -4 route"] if command == "up" else []
+    assert _ran(log) == ["ip -j route show table all", *reads]
     err = result.stderr
     assert (f"no config at {home}/.config/aivm/config.toml: without --dry-run, aivm would "
             f"write it and create the ssh key {home}/.ssh/aivm_ed25519 (ssh-keygen):") in err
