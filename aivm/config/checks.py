@@ -249,6 +249,7 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Provision, "run"): provision("run"),
     (schema.Provision, "apt_sources"): provision("apt_sources"),
     (schema.Provision, "allow"): provision("allow"),
+    (schema.ProvisionFile, "src"): via(values.local_path, "files.src"),
     (schema.ProvisionFile, "dest"): provision("dest"),
     (schema.ProvisionFile, "mode"): provision("mode"),
     (schema.Attachment, "host_path"): host_path,

@@ -92,7 +92,7 @@ def provision_node(cfg: Config, prov: Provision) -> Node:
         "files": tuple((f.dest, f.mode) for f in prov.files),
         "apt_sources": tuple(prov.apt_sources), "allow": tuple(prov.allow)},
         inputs={"base": base},
-        files={f"file{i}": _local(cfg, f.src) for i, f in enumerate(prov.files)})
+        files={f"file{i}": local_file(cfg, f.src, "files.src") for i, f in enumerate(prov.files)})
 
 
 def _origin(url: str) -> str:

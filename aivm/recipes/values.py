@@ -174,6 +174,14 @@ def host_path(value: Any, what: str = "path") -> str:
     return value
 
 
+def local_path(value: Any, what: str = "path") -> str:
+    """A host file from the config that may be relative (to the config's folder): one line."""
+    if (not isinstance(value, str) or not value.strip() or len(value) > 4096
+            or _CONTROL.search(value)):
+        raise invalid(what, value, "a path on one line, without control characters")
+    return value
+
+
 def ssh_path(value: Any, what: str = "path") -> str:
     """A host path that ends up in ssh_config (IdentityFile): besides host_path, no quotes,
     backslashes or '%' (ssh_config has no portable escape for them; '%' starts a token) and

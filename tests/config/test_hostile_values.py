@@ -147,6 +147,19 @@ def test_newlines_in_other_paths_are_refused(table: str, key: str) -> None:
     assert "control characters" in err.message or "quotes" in err.message, err.message
 
 
+def test_provision_file_sources_are_checked(tmp_path: Path) -> None:
+    import tomlkit
+
+    doc = {"provisions": [{"name": "p", "base": "ubuntu-noble",
+                           "files": [{"src": "files/a\nb", "dest": "/etc/a"}]}]}
+    assert "control characters" in refused(tomlkit.dumps(doc)).message
+    doc["provisions"][0]["files"][0]["src"] = "/dev/zero"   # type: ignore[index]
+    doc["vms"] = [{"name": "a", "image": "p"}]
+    started = time.monotonic()
+    err = refused(tomlkit.dumps(doc))
+    assert time.monotonic() - started < 5 and "not a regular file" in err.message
+
+
 # ---- item 14: input handling --------------------------------------------------------------------
 
 @pytest.mark.parametrize("text", ["x = " + "[" * 5000 + "]" * 5000,
