@@ -91,7 +91,8 @@ class App:
             configured = ""
             if self.store_override is None and not os.environ.get("AIVM_STORE"):
                 configured = self._configured_store_root()
-            self._cache["store"] = Store(paths.store_root(self.store_override, configured))
+            self._cache["store"] = Store(paths.store_root(self.store_override, configured),
+                                         holds=not self.dry_run)
             _release_on_close(self._cache["store"])
         store: Store = self._cache["store"]
         return store

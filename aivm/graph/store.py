@@ -113,8 +113,10 @@ class Manifest:
 
 
 class Store:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, holds: bool = True) -> None:
+        """`holds=False`: builds write no pending roots (a dry run writes nothing)."""
         self.root = root.absolute()
+        self.holds = holds
         self._held: list[tuple[int, Path]] = []  # pending roots this object holds
         weakref.finalize(self, _release, self._held)
 
@@ -314,10 +316,12 @@ class Store:
         return out
 
     # pending roots: what a running aivm built or reused, until it roots it ---------
-    def hold(self, entries: Iterable[Path]) -> Path:
+    def hold(self, entries: Iterable[Path]) -> Path | None:
         """Keep `entries` from gc while this object lives (or until `release`): a file
         naming them, flocked by this process. Written under the build's shared lock, so
         a gc never runs between the build and the hold."""
+        if not self.holds:
+            return None
         folder = self.root / "roots" / "pending"
         folder.mkdir(parents=True, exist_ok=True)
         final = folder / f"{os.getpid()}-{time.monotonic_ns()}.json"

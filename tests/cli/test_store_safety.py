@@ -48,3 +48,17 @@ def test_gc_while_up_waits_at_its_prompt_keeps_the_fresh_entries(
                             "--dry-run", "--json"], cwd=ROOT, capture_output=True, text=True,
                            timeout=120)
     assert json.loads(after.stdout)["dead"] == []  # `up` exited: its VM roots keep them
+
+
+def test_a_dry_run_up_writes_no_pending_roots(world: World,  # noqa: F811
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[Path | None] = []
+    real = Store.hold
+    monkeypatch.setattr(Store, "hold", lambda self, entries: written.append(
+        real(self, entries)) or written[-1])
+    assert world.aivm("build").exit_code == 0  # nothing stale: `up --dry-run` builds (no-op)
+    assert len(written) == 1 and written[0] is not None and not written[0].exists()
+    dry = world.aivm("up", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert all(w is None for w in written[1:])  # no hold, or one that writes nothing
+    assert list((world.store / "roots" / "pending").iterdir()) == []
