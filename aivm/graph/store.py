@@ -261,8 +261,12 @@ class Store:
             return None
 
     # gc roots ------------------------------------------------------------
-    def add_root(self, root: Root | str, entry: Path) -> Path:
-        """Root `entry` (an entry of this store) under `root` (a str: an explicit root)."""
+    def add_root(self, root: Root | str, entry: Path, *, hold_previous: bool = False) -> Path:
+        """Root `entry` (an entry of this store) under `root` (a str: an explicit root).
+
+        `hold_previous`: the entry the root named before stays held (`hold`) while this
+        object lives, so a later step of the same plan can root it again (the image a
+        VM's disk still sits on) without a moment in which gc may take it."""
         root = Root.explicit(root) if isinstance(root, str) else root
         mine = self.entry_of(entry)
         if mine is None:
@@ -270,6 +274,9 @@ class Store:
                              hint="roots name entries of their own store", reason="root-target")
         link = self.root / "roots" / root.relpath
         link.parent.mkdir(parents=True, exist_ok=True)
+        previous = self.entry_of(_target(link)) if link.is_symlink() else None
+        if hold_previous and previous is not None and previous != mine:
+            self.hold([previous])
         fsutil.replace_symlink(link, os.path.relpath(mine, link.parent))
         return link
 

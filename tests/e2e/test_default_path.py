@@ -258,6 +258,6 @@ def test_5_destroy_then_gc(user: AivmUser, realstack: RealStack) -> None:
     user.run("destroy", VM, "--yes")
     assert VM not in {d.name() for d in realstack.connect().listAllDomains()}
     assert not host_nvram.exists(), "destroy left the VM's UEFI variables behind"
-    assert not any(name.startswith(f"{VM}--") for name in Store(user.store).roots())
+    assert Store(user.store).vm_roots(VM) == {}
     user.run("gc", "--yes")
     assert not any(p.exists() for p in mine.values()), "gc kept an entry of the destroyed VM"

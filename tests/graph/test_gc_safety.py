@@ -144,6 +144,27 @@ def test_disk_backing_root_through_another_spelling(
     assert old["top"] in kept and new["top"] in kept
 
 
+def test_a_replaced_root_keeps_its_old_entry_until_the_plan_ends(
+        store: Store, registry: FakeRegistry) -> None:
+    """`up` roots the new overlay, then asks before rooting the old one its disk sits on:
+    a gc at that prompt must not take the old one."""
+    old = _build(store, registry)
+    new = _build(store, registry, side={"text": "S2"})
+
+    def art(path: Path) -> activation.Artifacts:
+        return activation.Artifacts(Vm(name="vm"), Network(), {
+            "vm.overlay": scheduler.NodeState("vm.overlay", "text", "k", path, True)})
+
+    for entry in (old["top"], new["top"]):
+        step = activation.roots_step(store, art(entry))
+        assert step is not None
+        _run_step(step)
+    assert store.vm_roots("vm") == {"vm.overlay": new["top"]}
+    assert old["top"] in gc.collect(Store(store.root), dry_run=False).live  # at the prompt
+    store.release()  # the `up` process ended without rooting it: now it may go
+    assert old["top"] in gc.collect(Store(store.root), dry_run=False).dead
+
+
 # ---- item 8: pending roots across processes; gc removes only what it showed -----------
 
 def _worker(store: Path, templates: Path, *args: str,
