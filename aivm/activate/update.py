@@ -92,6 +92,9 @@ def _gib(size: int) -> str:
 def plan_update(conn: live.Conn, store: Store, art: activation.Artifacts, *,
                 restart: Restart = Restart.AUTO, disk_file: Path | None = None) -> Update:
     name = art.vm.name
+    from aivm.activate import hostnet
+
+    hostnet.check(conn, art.network)   # the network's bridge and subnet are free on this host
     persistent = live.read_domain(conn, name)
     if not persistent.exists:
         raise AivmError(f"VM {name} is not defined", hint=f"`aivm up {name}` creates it",

@@ -11,6 +11,7 @@ import pytest
 from aivm.activate import hostnet
 from aivm.activate.hostnet import HostNets
 from aivm.config.schema import Network
+from aivm.errors import AivmError
 
 NET = Network(name="lab", bridge="virbr-lab", subnet="10.77.0.0/24", gateway="10.77.0.1",
               dhcp_start="10.77.0.100", dhcp_end="10.77.0.254")
@@ -81,3 +82,56 @@ def test_read_parses_ip_json(monkeypatch: pytest.MonkeyPatch) -> None:
     assert hostnet.read() == HostNets(("lo", "eth0"), (("eth0", IF("192.0.2.2/24")),),
                                       (("eth0", NW("192.0.2.0/24")), ("wg0", NW("10.9.9.9/32"))))
     assert all(c.in_netns and not c.root for c in seen)   # in AIVM_NETNS, never as root itself
+
+
+@pytest.fixture
+def test_conn():  # type: ignore[no-untyped-def]
+    """libvirt's in-memory test driver: it defines one network, `default` (bridge virbr0)."""
+    import libvirt
+
+    conn = libvirt.open("test:///default")
+    yield conn
+    conn.close()
+
+
+def test_plans_refuse_before_anything_else(test_conn,  # type: ignore[no-untyped-def]
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """up (early and in plan_up), vm update and host fw apply all ask hostnet.check first."""
+    from aivm.activate import up, update
+    from aivm.config.schema import Config, Vm
+
+    taken = HostNets(HOST.links, HOST.addrs, (("wg0", NW("10.77.0.0/16")),))
+    monkeypatch.setattr(hostnet, "read", lambda: taken)
+    vm = Vm(name="box", network="lab")
+    art = up.Artifacts(vm, NET, {})
+    for attempt in (lambda: up.check_host(test_conn, Config(vms=(vm,), networks=(NET,)), vm),
+                    lambda: up.plan_up(test_conn, None, art),  # type: ignore[arg-type]
+                    lambda: update.plan_update(test_conn, None, art),  # type: ignore[arg-type]
+                    lambda: hostnet.check_firewall(test_conn, NET, dry_run=True)):
+        with pytest.raises(AivmError) as err:
+            attempt()
+        assert err.value.reason == "subnet-in-use"
+        assert "overlaps the host's route 10.77.0.0/16 via wg0" in err.value.message
+
+
+def test_fw_apply_needs_the_network_with_that_bridge(test_conn,  # type: ignore[no-untyped-def]
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostnet, "read", lambda: HOST)
+    with pytest.raises(AivmError) as err:
+        hostnet.check_firewall(test_conn, NET)
+    assert (err.value.reason, err.value.message) == (
+        "network-missing", "network lab is not defined, and its firewall filters bridge "
+                           "'virbr-lab'")
+    assert hostnet.check_firewall(test_conn, NET, dry_run=True).startswith(
+        "network lab is not defined, and its firewall filters bridge 'virbr-lab': a real run "
+        "refuses (create it first")
+    other = Network(name="default", bridge="virbr-lab", subnet="10.78.0.0/24",
+                    gateway="10.78.0.1", dhcp_start="10.78.0.10", dhcp_end="10.78.0.20")
+    with pytest.raises(AivmError) as err:
+        hostnet.check_firewall(test_conn, other)
+    assert err.value.message.startswith("network default uses bridge 'virbr0'")
+    mine = Network(name="default", bridge="virbr0", subnet="10.78.0.0/24",
+                   gateway="10.78.0.1", dhcp_start="10.78.0.10", dhcp_end="10.78.0.20")
+    assert hostnet.check_firewall(test_conn, mine) == (
+        "firewall of network default: filters guest bridge virbr0 (libvirt network default, "
+        "subnet 10.78.0.0/24)")
