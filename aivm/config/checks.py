@@ -67,10 +67,7 @@ def vm_name(value: str) -> Problem:
 def cpus(value: int) -> Problem:
     if value < 1:
         return f"cpus must be at least 1, not {value}", "set cpus = 1 or more"
-    if value > 512:
-        return (f"cpus = {value} is more than any host offers",
-                "set cpus to at most the host's cores")
-    return None
+    return at_most("cpus", values.CPUS[1])(value)
 
 
 def memory_mib(value: int) -> Problem:
@@ -81,13 +78,21 @@ def memory_mib(value: int) -> Problem:
     if total and value > total:
         return (f"memory_mib = {value} is more than this host has ({total} MiB)",
                 f"set memory_mib to at most {total // 2} (half the host) or so")
-    return None
+    return at_most("memory_mib", values.MEMORY_MIB[1])(value)
 
 
-def positive(what: str) -> Check:
+def positive(what: str, most: int = 0) -> Check:
     def check(value: int) -> Problem:
-        return None if value >= 1 else (f"{what} must be at least 1, not {value}",
-                                        f"set {what} = 1 or more")
+        if value < 1:
+            return f"{what} must be at least 1, not {value}", f"set {what} = 1 or more"
+        return at_most(what, most)(value) if most else None
+    return check
+
+
+def at_most(what: str, most: int) -> Check:
+    def check(value: int) -> Problem:
+        return None if value <= most else (f"{what} = {value} is more than aivm takes ({most})",
+                                           f"set {what} to at most {most}")
     return check
 
 
@@ -216,7 +221,7 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Vm, "user"): user,
     (schema.Vm, "cpus"): cpus,
     (schema.Vm, "memory_mib"): memory_mib,
-    (schema.Vm, "disk_gib"): positive("disk_gib"),
+    (schema.Vm, "disk_gib"): positive("disk_gib", values.DISK_GIB[1]),
     (schema.Vm, "image"): name,
     (schema.Vm, "network"): name,
     (schema.Vm, "timezone"): timezone,
@@ -242,7 +247,7 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Image, "suite"): name,
     (schema.Image, "mirror"): via(values.url, "mirror"),
     (schema.Image, "packages"): via(values.packages, "packages"),
-    (schema.Image, "image_size_gib"): positive("image_size_gib"),
+    (schema.Image, "image_size_gib"): positive("image_size_gib", values.IMAGE_SIZE_GIB[1]),
     (schema.Provision, "name"): name,
     (schema.Provision, "base"): name,
     (schema.Provision, "packages"): provision("packages"),

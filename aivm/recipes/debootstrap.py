@@ -54,7 +54,8 @@ class Debootstrap(RecipeBase):
             "suite": values.one_of(p["suite"], SUITES, "suite"),
             "mirror": values.url(p["mirror"], "mirror"),
             "packages": values.packages(p["packages"]),
-            "image_size_gib": values.integer(p["image_size_gib"], "image_size_gib", 1, 1024),
+            "image_size_gib": values.integer(p["image_size_gib"], "image_size_gib",
+                                             *values.IMAGE_SIZE_GIB),
         }
 
     def preflight(self, node: Node) -> None:

@@ -45,8 +45,8 @@ class DomainXml(RecipeBase):
         return {
             "name": values.name(p["name"], "VM name"),
             "accel": values.one_of(p["accel"], ACCELS, "accel"),
-            "cpus": values.integer(p["cpus"], "cpus", 1, 64),
-            "memory_mib": values.integer(p["memory_mib"], "memory_mib", 128, 1 << 20),
+            "cpus": values.integer(p["cpus"], "cpus", *values.CPUS),
+            "memory_mib": values.integer(p["memory_mib"], "memory_mib", *values.MEMORY_MIB),
             "disk": values.abs_path(p["disk"], "disk path"),
             "console_log": values.abs_path(p["console_log"], "console log path"),
             "network": values.name(p["network"], "network name"),

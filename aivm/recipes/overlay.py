@@ -32,7 +32,7 @@ class Overlay(RecipeBase):
 
     def check(self, node: Node) -> dict[str, Any]:
         p = super().check(node)
-        return {"size_gib": values.integer(p["size_gib"], "disk size (GiB)", 1, 16384)}
+        return {"size_gib": values.integer(p["size_gib"], "disk size (GiB)", *values.DISK_GIB)}
 
     def build(self, ctx: BuildContext, into: Path) -> None:
         size = self.check(ctx.node)["size_gib"] * GIB

@@ -30,6 +30,11 @@ SSH_KEY = re.compile(r"(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) "
 _PATH_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f'\"\\`]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SSH_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f'\"\\`%]")
+# The ranges a recipe takes; config/checks.py reports them at the key's own line.
+CPUS = (1, 64)
+MEMORY_MIB = (128, 1 << 20)
+DISK_GIB = (1, 16384)
+IMAGE_SIZE_GIB = (1, 1024)
 NAME_LIMIT = 63            # a DNS label: VM names become guest host names
 IFNAMSIZ = 15              # Linux interface names: 15 characters and a NUL
 # A guest subnet must lie in one of these (RFC 1918 private ranges and the RFC 6598

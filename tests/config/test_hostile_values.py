@@ -263,3 +263,14 @@ def _nft_node(extra: tuple[str, ...]):  # type: ignore[no-untyped-def]
 
     return Node("net.n.nft", "nft-ruleset", params={
         "network": "n", "bridge": "br-n", "gateway": "10.77.0.1", "extra_blocked": extra})
+
+
+@pytest.mark.parametrize("lines, line, phrase", [
+    ('[[vms]]\nname = "a"\ncpus = 100\n', 3, "cpus = 100 is more than aivm takes (64)"),
+    ('[[vms]]\nname = "a"\ndisk_gib = 16385\n', 3, "disk_gib = 16385 is more than aivm takes"),
+    ('[[images]]\nname = "d"\nimage_size_gib = 1025\n', 3, "image_size_gib = 1025 is more"),
+])
+def test_recipe_ranges_are_reported_at_the_keys_line(lines: str, line: int, phrase: str) -> None:
+    """The ranges come from values.py (CPUS, DISK_GIB, ...), the ones the recipes take."""
+    err = refused(lines)
+    assert err.message.startswith(f"c.toml:{line}: {phrase}"), err.message
