@@ -26,7 +26,27 @@ def guest_target(session: Session):  # type: ignore[no-untyped-def]
     return found
 
 
-@click.command(context_settings={"ignore_unknown_options": True})
+class DashCommand(click.Command):
+    """A command whose words after `--` are the remote command, never the VM: click alone
+    would take the first of them as the VM argument (`aivm ssh -- echo ok`)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            cut = args.index("--")
+            ctx.meta[AFTER_DASH] = tuple(args[cut + 1:])
+            args = args[:cut]
+        return super().parse_args(ctx, args)
+
+
+AFTER_DASH = "aivm.after_dash"
+
+
+def remote_command(ctx: click.Context, before: tuple[str, ...]) -> tuple[str, ...]:
+    """The words before `--` that are not the VM, then everything after `--`."""
+    return before + tuple(ctx.meta.get(AFTER_DASH, ()))
+
+
+@click.command(cls=DashCommand, context_settings={"ignore_unknown_options": True})
 @click.argument("vm_name", metavar="[VM|.]", required=False)
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--vm", "vm_opt", metavar="VM", help="The VM (same as the argument).")
@@ -35,15 +55,17 @@ def guest_target(session: Session):  # type: ignore[no-untyped-def]
 @click.pass_obj
 def ssh(app: App, vm_name: str | None, command: tuple[str, ...], vm_opt: str | None,
         allow_sensitive: bool, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
-    """Open a shell in the VM, or run COMMAND there (`aivm ssh VM -- cmd args`).
+    """Open a shell in the VM, or run COMMAND there (`aivm ssh [VM] -- cmd args`).
 
-    `aivm ssh .` works from a project folder: it brings the folder's VM up if
-    needed (creating the config and VM on first use), attaches the folder,
+    Without a VM, the active one. Everything after `--` is the command; its
+    exit code is aivm's. `aivm ssh .` works from a project folder: it brings
+    the folder's VM up if needed (creating the config and VM on first use), attaches the folder,
     restores the VM's other attachments, and opens the shell in the folder.
     """
     from aivm.guest import ssh as guest_ssh
     from aivm.run import run_foreground
 
+    command = remote_command(click.get_current_context(), command)
     if vm_name == ".":
         sys.exit(_folder_shell(app, vm_opt, command, dry_run=dry_run, yes=yes,
                                yes_sudo=yes_sudo, allow_sensitive=allow_sensitive))
