@@ -139,7 +139,7 @@ def _git(place: Place, att: Attachment) -> Plan:
     dst = _guest_dst(place, att)
     if place.target is None:
         return plans.of(gitmode.remote_step(repo, vm, dst), _later(place, att))
-    return plans.of(sshconf.write_step(place.target),
+    return plans.of(sshconf.write_step(place.target), sshconf.include_step(),
                     gitmode.guest_step(place.target, dst, repo.branch),
                     gitmode.remote_step(repo, vm, dst),
                     gitmode.fetch_step(repo, vm),

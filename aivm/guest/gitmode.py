@@ -2,7 +2,8 @@
 
 The guest repo is initialised with `receive.denyCurrentBranch=updateInstead`
 so a host push updates its working tree; the host gets a remote `aivm-<vm>`
-(URL `aivm-<vm>:<guest path>`, the VM's ssh alias). Attaching pushes the
+(URL `<alias>:<guest path>`, the VM's ssh alias: its name, aivm/guest/sshconf.py;
+the attach plan makes the alias resolvable for plain `git push`). Attaching pushes the
 host's current branch, then fetches the guest's branches into
 `refs/remotes/aivm-<vm>/`; the host's working tree and uncommitted changes
 are never touched. Guest commands run as the guest user (no sudo).
@@ -69,7 +70,7 @@ def guest_step(target: ssh.Target, dst: str, branch: str) -> Step:
 
 
 def url(vm: str, dst: str) -> str:
-    return f"{remote_name(vm)}:{dst}"
+    return f"{sshconf.alias(vm)}:{dst}"
 
 
 def remote_step(repo: HostRepo, vm: str, dst: str) -> Step | None:

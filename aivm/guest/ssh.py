@@ -29,7 +29,10 @@ class Target:
 
     @property
     def alias(self) -> str:
-        return f"aivm-{self.vm}"
+        """The name ssh, git and VS Code use for the guest (aivm/guest/sshconf.py)."""
+        from aivm.guest import sshconf
+
+        return sshconf.alias(self.vm)
 
 
 def known_hosts(vm: str) -> Path:
@@ -109,8 +112,10 @@ def ssh_config_block(target: Target) -> str:
     values.user(target.user, "user")
     if not _HOST.fullmatch(target.host):
         raise values.invalid("guest address", target.host, "an IP address or host name")
+    from aivm.guest import sshconf
+
     return "\n".join([
-        f"Host {target.alias}",
+        f"Host {' '.join(sshconf.host_names(target.vm))}",
         f"    HostName {target.host}",
         f"    User {target.user}",
         f"    IdentityFile {config_path(target.identity, 'ssh_privkey')}",

@@ -103,18 +103,19 @@ def test_git_mode_needs_a_commit_on_a_branch(tmp_path: Path) -> None:
     assert gitmode.inspect(tmp_path, "box") == gitmode.HostRepo(tmp_path, "dev", None)
 
 
-def test_git_remote_is_added_once_then_updated(tmp_path: Path) -> None:
+def test_git_remote_is_added_once_then_updated(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))      # no ~/.ssh/config: the alias is the name
     git(tmp_path, "init", "-q", "-b", "main")
     git(tmp_path, "commit", "-q", "--allow-empty", "-m", "one")
     step = gitmode.remote_step(gitmode.inspect(tmp_path, "box"), "box", "/home/agent/p")
     assert step is not None
     step.actions[0].perform()
     repo = gitmode.inspect(tmp_path, "box")
-    assert repo.remote_url == "aivm-box:/home/agent/p"
+    assert repo.remote_url == "box:/home/agent/p"    # the remote is aivm-box, its host box
     assert gitmode.remote_step(repo, "box", "/home/agent/p") is None
     moved = gitmode.remote_step(repo, "box", "/srv/p")
     assert moved is not None and moved.actions[0].cmd.argv[-3:] == (
-        "set-url", "aivm-box", "aivm-box:/srv/p")
+        "set-url", "aivm-box", "box:/srv/p")
     remove = gitmode.remove_remote_step(tmp_path, "box")
     assert remove is not None
     remove.actions[0].perform()
@@ -134,9 +135,10 @@ def test_push_waits_while_the_guest_has_unmerged_commits(tmp_path: Path) -> None
 
 def test_ssh_alias_block_is_added_then_replaced(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("HOME", str(tmp_path))
     one = ssh.Target("box", "agent", "10.0.0.5", Path("/k"))
     text = sshconf.with_block("Host aivm-other\n    HostName 1.2.3.4\n", one)
-    assert text.startswith("Host aivm-other\n    HostName 1.2.3.4\nHost aivm-box\n")
+    assert text.startswith("Host aivm-other\n    HostName 1.2.3.4\nHost box aivm-box\n")
     moved = sshconf.with_block(text, ssh.Target("box", "agent", "10.0.0.9", Path("/k")))
     assert "10.0.0.9" in moved and "10.0.0.5" not in moved and "1.2.3.4" in moved
     step = sshconf.write_step(one)
