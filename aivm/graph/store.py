@@ -23,6 +23,7 @@ half-valid entry.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -102,6 +103,7 @@ class Manifest:
     created: str
     size: int
     build_seconds: float
+    digest: str = ""   # the output digest (aivm/graph/digest.py); "" in entries of older aivm
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=2, sort_keys=True, default=dict)
@@ -109,7 +111,9 @@ class Manifest:
     @classmethod
     def from_json(cls, text: str) -> Manifest:
         data = json.loads(text)
-        return cls(**{f: data[f] for f in cls.__dataclass_fields__})
+        optional = {"digest"}
+        return cls(**{f: data[f] for f in cls.__dataclass_fields__
+                      if f not in optional or f in data})
 
 
 class Store:
@@ -227,6 +231,7 @@ class Store:
             raise BuildError(f"node {name} wrote a file named {MANIFEST}",
                              hint="that name is reserved for the store", reason="reserved-name")
         manifest = describe(tree_size(tmp), time.monotonic() - started)
+        manifest = dataclasses.replace(manifest, digest=_checked_digest(tmp, name, manifest))
         (tmp / MANIFEST).write_text(manifest.to_json())
         make_read_only(tmp)
         fsutil.fsync_tree(tmp)
@@ -361,6 +366,19 @@ class Store:
             with contextlib.suppress(OSError, ValueError):
                 held.update(str(n) for n in json.loads(path.read_text()))
         return held, stale
+
+
+def _checked_digest(tmp: Path, name: str, manifest: Manifest) -> str:
+    """The output digest of `tmp`; when `manifest` already names one (a substituted entry),
+    the two must agree, or nothing is committed."""
+    from aivm.graph.digest import entry_digest
+
+    found = entry_digest(tmp)
+    if manifest.digest and manifest.digest != found:
+        raise StoreError(f"entry {name}: its content has digest {found}, its manifest says "
+                         f"{manifest.digest}", hint="the copy is damaged or was tampered with; "
+                         "nothing was committed", reason="digest-mismatch")
+    return found
 
 
 def _release(held: list[tuple[int, Path]]) -> None:
