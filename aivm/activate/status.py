@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from aivm.activate import disk, firewall, live
+from aivm.activate import disk, egress, firewall, live
 from aivm.config.schema import Network, Vm
 from aivm.config.to_graph import mac_address
 from aivm.graph.scheduler import NodeState
@@ -34,6 +34,7 @@ class VmStatus:
     ssh: str                    # reachable | unreachable | not checked
     console_log: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    egress: str = "open"        # the network's egress policy (aivm/activate/egress.py)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,7 +58,7 @@ def vm_status(conn: live.Conn, vm: Vm, network: Network, states: Mapping[str, No
         domain_current=dom.key == dom_node.key, drift=_drift(dom, dom_node),
         disk=str(path), disk_exists=path.exists(), ip=ip,
         ssh=_ssh(vm, ip) if probe_ssh else "not checked",
-        console_log=str(path.parent / "console.log"))
+        console_log=str(path.parent / "console.log"), egress=egress.summary(network, states))
 
 
 def _state(exists: bool, active: bool, on: str) -> str:
@@ -103,6 +104,7 @@ def render(s: VmStatus, *, detail: bool) -> str:
         f"  network:  {s.network} {s.network_state}"
         + ("" if s.network_state == "missing" else f", {ok if s.network_current else 'outdated'}"),
         f"  firewall: {s.firewall}",
+        f"  egress:   {s.egress}",
         f"  domain:   {s.domain_state}"
         + ("" if s.domain_state == "missing" else f", {ok if s.domain_current else 'drifted'}"),
     ]

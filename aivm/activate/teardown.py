@@ -8,7 +8,7 @@ when no other defined VM uses the network.
 from __future__ import annotations
 
 from aivm import paths
-from aivm.activate import firewall, live
+from aivm.activate import egress, firewall, live
 from aivm.activate import plan as plans
 from aivm.activate.disk import disk_path, needs_root
 from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
@@ -75,4 +75,5 @@ def _network_if_unused(conn: live.Conn, cfg: Config, vm: Vm, nft: firewall.Live)
         return f"network {vm.network}: kept, used by {', '.join(others)}"
     return plans.of(firewall.remove_plan(vm.network, table_name(vm.network), nft,
                                          f"no VM uses network {vm.network} any more"),
+                    egress.remove_plan(vm.network),
                     live.remove_network_plan(conn, vm.network))

@@ -88,7 +88,7 @@ def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = F
     current = live.read_domain(conn, name)
     return plans.of(
         access_step(art),
-        live.network_plan(conn, art.network_xml.read_text(), str(art.network_xml.parent)),
+        network_part(conn, art),
         firewall_plan(art),
         _stop_for_recreate(conn, name) if recreate and current.active else None,
         disk.disk_plan(name, art.overlay, recreate=recreate),
@@ -108,6 +108,16 @@ def check_host(conn: live.Conn, cfg: Config, vm: Vm) -> None:
     network = cfg.network(vm.network)
     if network is not None:
         hostnet.check(conn, network)
+
+
+def network_part(conn: live.Conn, art: Artifacts) -> Plan:
+    """The network and its egress policy (aivm/activate/egress.py). The policy goes first:
+    the servers-file must exist before the network's dnsmasq starts, and a dnsmasq that
+    keeps running rereads it on SIGHUP instead of the network restarting."""
+    from aivm.activate import egress
+
+    net = live.network_plan(conn, art.network_xml.read_text(), str(art.network_xml.parent))
+    return plans.of(egress.plan(art.network.name, art.states, reload_dns=net.is_empty), net)
 
 
 def _has_export(domain_xml: str) -> bool:

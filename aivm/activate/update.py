@@ -115,7 +115,7 @@ def plan_update(conn: live.Conn, store: Store, art: activation.Artifacts, *,
         or (restart is Restart.AUTO and any(c.restart for c in changes)))
     body = plans.of(
         activation.access_step(art),
-        live.network_plan(conn, art.network_xml.read_text(), str(art.network_xml.parent)),
+        activation.network_part(conn, art),
         activation.firewall_plan(art),
         _redefine(conn, art, xml, persistent.uuid, changes) if redefine else None,
         _apply(conn, name, path, want, grow, persistent.active, restarts),

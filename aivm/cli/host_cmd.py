@@ -132,12 +132,15 @@ network_argument = click.argument("network", required=False)
 @click.pass_obj
 def net_create(app: App, network: str | None, dry_run: bool, yes: bool, yes_sudo: bool) -> None:
     """Build the network's node and define + start it (redefine it when outdated)."""
+    from aivm.activate import egress
+    from aivm.graph.graph import Graph
     from aivm.host import network as nets
 
     cfg, netw = _network(app, network)
-    states = _build(app, nets.graph(netw), nets.node_names(netw)[:1]).states
+    nodes = egress.nodes(netw)   # the network, and its egress policy (before dnsmasq starts)
+    states = _build(app, Graph(nodes), [n.name for n in nodes]).states
     conn = _conn(app)
-    _execute(app, nets.create_plan(conn, states, netw), yes=yes, yes_sudo=yes_sudo,
+    _execute(app, egress.live_plan(conn, netw, states), yes=yes, yes_sudo=yes_sudo,
              dry_run=dry_run)
     if not dry_run:
         click.echo(nets.net_status(conn, states, netw).render())

@@ -159,6 +159,24 @@ def provision(field: str) -> Check:
     return via(parse)
 
 
+def egress(field: str) -> Check:
+    """`[networks.egress]` values: the recipe's own parsers, so lint and build agree."""
+    def parse(value: Any) -> None:
+        from aivm.recipes.egress import check_field
+
+        check_field(field, value)
+    return via(parse)
+
+
+def provision(field: str) -> Check:
+    """`[[provisions]]` values: the recipe's own parsers, so lint and build agree."""
+    def parse(value: Any) -> None:
+        from aivm.recipes.provision import check_field
+
+        check_field(field, value)
+    return via(parse)
+
+
 def sha256(value: str) -> Problem:
     return None if value == "" else via(
         values.sha256, message="sha256 {value!r} is not 64 lowercase hex digits",
@@ -241,6 +259,10 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Firewall, "extra_blocked"): cidrs,
     (schema.Firewall, "allow_lan_tcp"): lan_endpoints("tcp"),
     (schema.Firewall, "allow_lan_udp"): lan_endpoints("udp"),
+    (schema.Egress, "allow"): egress("allow"),
+    (schema.Egress, "allow_cidrs"): egress("allow_cidrs"),
+    (schema.Egress, "presets"): egress("presets"),
+    (schema.Egress, "upstream_dns"): egress("upstream_dns"),
     (schema.Image, "name"): name,
     (schema.Image, "sha256"): sha256,
     (schema.Image, "url"): url,

@@ -76,6 +76,21 @@ class Firewall:
     allow_lan_udp: tuple[str, ...] = ()
 
 
+class EgressPolicy(StrEnum):
+    OPEN = "open"              # the internet through NAT (the firewall still fences the LAN)
+    ALLOWLIST = "allowlist"    # only allowed names (resolved by the network's dnsmasq) and CIDRs
+    OFFLINE = "offline"        # nothing leaves but DNS/DHCP to the gateway and allowed host ports
+
+
+@dataclass(frozen=True)
+class Egress:
+    policy: EgressPolicy = EgressPolicy.OPEN
+    allow: tuple[str, ...] = ()          # domains; each also allows its subdomains
+    allow_cidrs: tuple[str, ...] = ()    # public ranges reachable without a name
+    presets: tuple[str, ...] = ()        # named domain lists (aivm/data/egress_presets.toml)
+    upstream_dns: tuple[str, ...] = ()   # resolvers for allowed names (default: resolv.conf's)
+
+
 @dataclass(frozen=True)
 class Network:
     name: str = "aivm"
@@ -85,6 +100,7 @@ class Network:
     dhcp_start: str = "10.77.0.100"
     dhcp_end: str = "10.77.0.254"
     firewall: Firewall = field(default_factory=Firewall)
+    egress: Egress = field(default_factory=Egress)
 
 
 @dataclass(frozen=True)

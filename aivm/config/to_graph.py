@@ -9,6 +9,8 @@
     <vm>.seed            cloud-init NoCloud seed; the ssh public key is a file input
     net.<network>        libvirt NAT network XML
     net.<network>.nft    the network's nft table (when its firewall is enabled)
+    net.<network>.egress its egress allowlist: nft table + dnsmasq servers-file
+                         (when [networks.egress] policy is allowlist or offline)
     <vm>.domain          libvirt domain XML
 
 Only what changes an artifact goes into params: the VM's memory reaches the
@@ -41,6 +43,8 @@ def vm_graph(cfg: Config, vm: Vm, *, accel: str) -> dict[str, Node]:
              network_node(network), domain_node(vm, image, network, accel, base)]
     if network.firewall.enabled:
         nodes.append(nft_node(network))
+    if network.egress.policy != "open":
+        nodes.append(egress_node(network))
     return {n.name: n for n in nodes}
 
 
@@ -115,7 +119,42 @@ def seed_node(cfg: Config, vm: Vm) -> Node:
 def network_node(net: Network) -> Node:
     return Node(f"net.{net.name}", "network-xml", params={
         "name": net.name, "bridge": net.bridge, "subnet": net.subnet, "gateway": net.gateway,
-        "dhcp_start": net.dhcp_start, "dhcp_end": net.dhcp_end})
+        "dhcp_start": net.dhcp_start, "dhcp_end": net.dhcp_end, **_dnsmasq_egress(net)})
+
+
+def _dnsmasq_egress(net: Network) -> dict[str, str]:
+    """The network XML's egress mode: the same for allowlist and offline (and any allowlist),
+    so a policy change between them never redefines (restarts) the network."""
+    if net.egress.policy == "open":
+        return {}
+    from aivm.recipes import egress
+
+    return {"egress": "filtered", "servers_file": str(egress.servers_file(net.name)),
+            "dns_log": str(egress.dns_log(net.name)), "egress_table": egress.table_name(net.name)}
+
+
+def egress_node(net: Network) -> Node:
+    from aivm.recipes import egress
+
+    eg = net.egress
+    allowlist = eg.policy == "allowlist"
+    names = egress.domains(egress.preset_domains(eg.presets) + eg.allow) if allowlist else ()
+    upstreams = (eg.upstream_dns or egress.resolv_nameservers()) if names else ()
+    return Node(f"net.{net.name}.egress", "egress-ruleset", params={
+        "network": net.name, "bridge": net.bridge, "policy": str(eg.policy),
+        "domains": names, "cidrs": tuple(sorted(set(eg.allow_cidrs))) if allowlist else (),
+        "upstreams": tuple(upstreams)})
+
+
+def nft_node(net: Network) -> Node:
+    fw = net.firewall
+    return Node(f"net.{net.name}.nft", "nft-ruleset", params={
+        "network": net.name, "bridge": net.bridge, "gateway": net.gateway,
+        "allow_tcp_ports": tuple(sorted(set(fw.allow_tcp_ports))),
+        "allow_udp_ports": tuple(sorted(set(fw.allow_udp_ports))),
+        "extra_blocked": tuple(sorted(set(fw.extra_blocked))),
+        "allow_lan_tcp": tuple(sorted(set(fw.allow_lan_tcp))),
+        "allow_lan_udp": tuple(sorted(set(fw.allow_lan_udp)))})
 
 
 def nft_node(net: Network) -> Node:

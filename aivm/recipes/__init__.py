@@ -26,6 +26,7 @@ KINDS: dict[str, tuple[str, str]] = {
     "network-xml": ("aivm.recipes.network_xml", "NetworkXml"),
     "nft-ruleset": ("aivm.recipes.nft_ruleset", "NftRuleset"),
     "domain-xml": ("aivm.recipes.domain_xml", "DomainXml"),
+    "egress-ruleset": ("aivm.recipes.egress", "EgressRuleset"),
     "provision": ("aivm.recipes.provision", "Provision"),
 }
 

@@ -1,4 +1,12 @@
-"""network-xml: a libvirt NAT network with DHCP, its node key in <metadata>."""
+"""network-xml: a libvirt NAT network with DHCP, its node key in <metadata>.
+
+With a filtering egress policy (`egress = "filtered"`: allowlist or offline)
+the network's dnsmasq gets options through libvirt's `<dnsmasq:options>`: no
+resolv.conf, the servers-file of allowed names (reread on SIGHUP, so the XML
+stays the same when the allowlist changes and the network is never restarted
+for it), NXDOMAIN for every other name, and every upstream answer added to the
+egress table's sets (recipes/egress.py).
+"""
 
 from __future__ import annotations
 
@@ -15,17 +23,28 @@ class NetworkXml(RecipeBase):
     kind: ClassVar[str] = "network-xml"
     version: ClassVar[int] = 1
     templates: ClassVar[tuple[str, ...]] = ("network.xml.j2",)
-    defaults: ClassVar[Mapping[str, Any]] = {}
+    defaults: ClassVar[Mapping[str, Any]] = {
+        "egress": "open", "servers_file": "", "dns_log": "", "egress_table": ""}
     required: ClassVar[tuple[str, ...]] = (
         "name", "bridge", "subnet", "gateway", "dhcp_start", "dhcp_end")
 
     def check(self, node: Node) -> dict[str, Any]:
         p = super().check(node)
-        return lan(p)
+        return {**lan(p), **egress_options(p)}
 
     def build(self, ctx: BuildContext, into: Path) -> None:
         render.write(into, "network.xml", "network.xml.j2", key=ctx.key, xmlns=XMLNS,
                      **self.check(ctx.node))
+
+
+def egress_options(p: Mapping[str, Any]) -> dict[str, Any]:
+    """The dnsmasq facts of the egress mode: nothing for "open"."""
+    mode = values.one_of(p["egress"], ("open", "filtered"), "egress")
+    if mode == "open":
+        return {"egress": mode}
+    return {"egress": mode, "servers_file": values.abs_path(p["servers_file"], "servers_file"),
+            "dns_log": values.abs_path(p["dns_log"], "dns_log"),
+            "egress_table": values.name(p["egress_table"], "egress_table")}
 
 
 def lan(p: Mapping[str, Any]) -> dict[str, Any]:
