@@ -35,6 +35,7 @@ class VmStatus:
     console_log: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     egress: str = "open"        # the network's egress policy (aivm/activate/egress.py)
+    ports: tuple[Mapping[str, Any], ...] = ()   # published ports and their state (guest/ports.py)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,7 +59,14 @@ def vm_status(conn: live.Conn, vm: Vm, network: Network, states: Mapping[str, No
         domain_current=dom.key == dom_node.key, drift=_drift(dom, dom_node),
         disk=str(path), disk_exists=path.exists(), ip=ip,
         ssh=_ssh(vm, ip) if probe_ssh else "not checked",
-        console_log=str(path.parent / "console.log"), egress=egress.summary(network, states))
+        console_log=str(path.parent / "console.log"), egress=egress.summary(network, states),
+        ports=_ports(vm))
+
+
+def _ports(vm: Vm) -> tuple[Mapping[str, Any], ...]:
+    from aivm.guest import ports
+
+    return tuple(ports.status(vm))
 
 
 def _state(exists: bool, active: bool, on: str) -> str:
@@ -111,6 +119,8 @@ def render(s: VmStatus, *, detail: bool) -> str:
     lines += [f"    drift: {d}" for d in s.drift]
     lines += [f"  disk:     {s.disk}{'' if s.disk_exists else ' (missing)'}",
               f"  ip:       {s.ip or '-'}", f"  ssh:      {s.ssh}"]
+    lines += [f"  port:     {p['address']}:{p['host']} -> guest {p['guest']} ({p['state']}"
+              f"{', run time' if p['source'] == 'runtime' else ''})" for p in s.ports]
     if detail:
         lines.append(f"  console:  {s.console_log}")
     return "\n".join(lines)

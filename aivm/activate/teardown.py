@@ -21,9 +21,10 @@ from aivm.run import Cmd
 def destroy_plan(conn: live.Conn, store: Store, cfg: Config, vm: Vm,
                  nft: firewall.Live | None = None) -> Plan:
     """`nft`: what `firewall_probe` saw (None: the network stays, or a dry run)."""
-    from aivm.guest import attach
+    from aivm.guest import attach, ports
 
     return plans.of(
+        ports.forget_step(vm.name),     # published ports go with the VM (guest/ports.py)
         live.remove_domain_plan(conn, vm.name),
         attach.host_cleanup_plan(vm.name),  # binds into user folders go before the rm -rf
         _remove_state(vm),

@@ -49,7 +49,8 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
               "steps": [s.title for s in plan.steps], "notes": list(plan.notes),
               "ran": [title for title, _ in outcome.ran], "build_seconds": built_at - started}
     if not dry_run and not no_wait:
-        result.update(_wait(session, art, timeout, recreate, quiet=as_json))
+        fast = None if outcome.ran or recreate else _still_ready(session, quiet=as_json)
+        result.update(fast or _wait(session, art, timeout, recreate, quiet=as_json))
     result["seconds"] = time.monotonic() - started
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -89,9 +90,44 @@ def _wait(session: Session, art, timeout: float, recreate: bool,  # type: ignore
     with PhaseDisplay(session.vm.name, enabled=not quiet) as display:
         tgt = activation.wait_ready(session.conn(), session.vm, mac_address(session.vm.name),
                                     timeout=timeout, on_phase=display.phase)
+    _after_ready(session, tgt)
     if not quiet:
         click.echo(f"VM {session.vm.name} is ready at {tgt.host}: `aivm ssh {session.vm.name}`")
     return {"ip": tgt.host, "ready_seconds": display.elapsed}
+
+
+def _still_ready(session: Session, *, quiet: bool) -> dict[str, object] | None:
+    """The no-op fast path: nothing ran and this run of the VM was recorded ready
+    (aivm/guest/ready.py), so one ssh probe replaces the wait; None means wait."""
+    from aivm.activate import up as activation
+    from aivm.errors import AivmError
+    from aivm.guest import ready, ssh
+
+    started, conn, name = time.monotonic(), session.conn(), session.vm.name
+    if not ready.still_ready(conn, name):
+        return None
+    try:
+        tgt = activation.running_target(conn, session.vm)
+    except AivmError:
+        return None
+    if tgt is None or not ssh.check(tgt, timeout=10):
+        return None
+    _after_ready(session, tgt)
+    if not quiet:
+        click.echo(f"VM {name} is ready at {tgt.host} (nothing to do; ready since it "
+                   f"started): `aivm ssh {name}`")
+    return {"ip": tgt.host, "ready_seconds": time.monotonic() - started, "already_ready": True}
+
+
+def _after_ready(session: Session, tgt) -> None:  # type: ignore[no-untyped-def]
+    """Record the ready run, the VM's ssh alias in aivm's ssh config, and start its
+    published ports (aivm/guest/ports.py)."""
+    from aivm.guest import ports, ready, sshconf
+
+    ready.record(session.conn(), session.vm.name)
+    sshconf.record(tgt)
+    for line in ports.ensure(session.vm, tgt):
+        click.echo(line, err=True)
 
 
 @click.command()
@@ -104,9 +140,13 @@ def down(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: 
          yes_sudo: bool, timeout: float) -> None:
     """Shut the VM down (ACPI, then power off after --timeout)."""
     from aivm.activate import live
+    from aivm.activate import plan as plans
+    from aivm.guest import ports
 
     session = Session.open(app, vm_name_of(vm_name, vm_opt))
-    plan = live.stop_plan(session.conn(), session.vm.name, timeout)
+    name = session.vm.name
+    plan = plans.of(ports.stop_step(name, "the VM stops; `aivm up` starts them again"),
+                    live.stop_plan(session.conn(), name, timeout))
     session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
 
 
@@ -128,7 +168,10 @@ def destroy(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, ye
                                  seen)
     session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
     if not dry_run:
+        from aivm.guest import ready
+
         ssh.forget_host_keys(session.vm.name)
+        ready.forget(session.vm.name)
 
 
 @click.command()

@@ -137,6 +137,18 @@ def ports(value: tuple[int, ...]) -> Problem:
     return (f"port {bad[0]} is out of range", "ports are 1-65535") if bad else None
 
 
+def bind_address(value: str) -> Problem:
+    """A published port's host address: an IP address literal (loopback by default)."""
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return (f"{value!r} is not an IP address", "bind published ports to an address such as "
+                "127.0.0.1 (the default) or ::1")
+    return None
+
+
 cidrs = via(values.networks, "extra_blocked",
             hint="write ranges as address/prefix with the host bits zero, e.g. 192.168.0.0/16")
 
@@ -248,6 +260,9 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Vm, "ssh_pubkey"): via(values.ssh_path, "ssh_pubkey"),
     (schema.Vm, "ssh_privkey"): via(values.ssh_path, "ssh_privkey"),
     (schema.Vm, "packages"): via(values.packages, "packages"),
+    (schema.Port, "guest"): lambda v: ports((v,)),
+    (schema.Port, "host"): lambda v: None if v == 0 else ports((v,)),
+    (schema.Port, "address"): lambda v: bind_address(v),
     (schema.Network, "name"): name,
     (schema.Network, "bridge"): bridge,
     (schema.Network, "subnet"): cidr,

@@ -159,6 +159,17 @@ class Vm:
     accel: Accel = Accel.AUTO
     network: str = "aivm"
     packages: tuple[str, ...] = ()
+    ports: tuple[Port, ...] = ()    # published ports (aivm/guest/ports.py)
+
+
+@dataclass(frozen=True)
+class Port:
+    """`[[vms.ports]] guest = 8000, host = 8000`: the guest's TCP port `guest` on the host's
+    `address:host` (host 0: the same number; address: loopback unless asked otherwise)."""
+
+    guest: int
+    host: int = 0
+    address: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,16 @@ def write_step(target: ssh.Target) -> Step | None:
                 Privilege.USER, Effect.USER_WRITE)
 
 
+def record(target: ssh.Target) -> None:
+    """Write the VM's block into aivm's own ssh config (its state, like the recorded IP;
+    `aivm up` does this once the guest is ready, so `ssh -F <that file> <vm>` works)."""
+    path = managed_file()
+    text = path.read_text() if path.exists() else ""
+    new = with_block(text, target)
+    if new != text:
+        _write(path, new)
+
+
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
