@@ -9,6 +9,7 @@ import click
 
 from aivm.cli.app import App
 from aivm.cli.options import note_dry_run
+from aivm.cli.store_cmd import after_build, substitute_hook, substituter_option, summary
 
 
 @click.command()
@@ -20,6 +21,7 @@ from aivm.cli.options import note_dry_run
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Parallel builds (default: number of cores).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@substituter_option
 @click.pass_obj
 def build(app: App, targets: tuple[str, ...], dry_run: bool, explain: bool, keep_going: bool,
           jobs: int | None, as_json: bool) -> None:
@@ -42,7 +44,8 @@ def build(app: App, targets: tuple[str, ...], dry_run: bool, explain: bool, keep
         with progress.BuildProgress(enabled=not as_json) as ui:
             report = scheduler.build(graph, app.registry(), store, statcache, targets=names,
                                      jobs=jobs or os.cpu_count() or 2, keep_going=keep_going,
-                                     on_event=ui.event)
+                                     on_event=ui.event, substitute=substitute_hook(app))
+        after_build(app, report)
     _print(report, as_json=as_json, explain=explain or dry_run, dry_run=dry_run,
            hashed_bytes=statcache.hashed_bytes)
 
@@ -71,6 +74,8 @@ def _print(report, *, as_json: bool, explain: bool, dry_run: bool,  # type: igno
     if dry_run:
         click.echo(f"{len(stale)} of {total} nodes would be built" if stale
                    else f"nothing to build: {total} nodes cached")
+    elif report.substituted:
+        click.echo(f"{summary(report)} of {total} nodes")
     elif report.built:
         click.echo(f"built {len(report.built)} of {total} nodes")
     else:

@@ -11,6 +11,7 @@ from aivm.cli.app import App
 from aivm.cli.options import approval, vm_argument
 from aivm.cli.session import Session
 from aivm.cli.session import vm_name as vm_name_of
+from aivm.cli.store_cmd import substituter_option
 
 
 @click.command()
@@ -22,6 +23,7 @@ from aivm.cli.session import vm_name as vm_name_of
               help="Seconds to wait for the guest's ssh.")
 @click.option("--no-wait", is_flag=True, help="Do not wait for ssh.")
 @click.option("--json", "as_json", is_flag=True, help="Report as JSON on stdout.")
+@substituter_option
 @click.pass_obj
 def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
        yes_sudo: bool, recreate: bool, timeout: float, no_wait: bool, as_json: bool) -> None:

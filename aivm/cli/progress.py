@@ -27,9 +27,14 @@ def build(app: App, graph: Graph, targets: Iterable[str] | None = None, *,
     wanted = None if targets is None else list(targets)
     if app.dry_run:
         return _would_build(app, graph, wanted)
+    from aivm.cli import store_cmd
+
     with BuildProgress(enabled=not quiet) as ui:
-        return scheduler.build(graph, app.registry(), app.store(), app.statcache(),
-                               targets=wanted, jobs=os.cpu_count() or 2, on_event=ui.event)
+        report = scheduler.build(graph, app.registry(), app.store(), app.statcache(),
+                                 targets=wanted, jobs=os.cpu_count() or 2, on_event=ui.event,
+                                 substitute=store_cmd.substitute_hook(app))
+    store_cmd.after_build(app, report)
+    return report
 
 
 def _would_build(app: App, graph: Graph, targets: list[str] | None) -> BuildReport:
@@ -104,6 +109,9 @@ class BuildProgress:
         elif what == "done":
             self._finish(name)
             self._print(f"built {name} in {info['seconds']:.1f} s")
+        elif what == "substituted":
+            self._finish(name)
+            self._print(f"substituted {name} in {info['seconds']:.1f} s (from a binary cache)")
         elif what == "reused":
             self._finish(name)
             self._print(f"reused {name} (built meanwhile by another aivm)")

@@ -7,6 +7,7 @@ counts as an impossible value reads as one table.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -239,6 +240,26 @@ def store_root(value: str) -> Problem:
     return None if value == "" else via(values.host_path, "store root")(value)
 
 
+def cache_url(value: str) -> Problem:
+    """A binary cache URL (aivm/cache/backends.py), "" for none."""
+    if value == "" or re.fullmatch(r"file:///[^\s'\"]*|oci://[^\s/'\"]+/[^\s'\"]+", value):
+        return None
+    return (f"cache URL {value!r} is not file:///PATH or oci://REGISTRY/REPOSITORY",
+            "e.g. file:///srv/aivm-cache or oci://ghcr.io/team/aivm")
+
+
+def cache_urls(value: tuple[str, ...]) -> Problem:
+    return next((p for p in map(cache_url, value) if p), None)
+
+
+def trusted_keys(value: tuple[str, ...]) -> Problem:
+    bad = [k for k in value if not re.fullmatch(r"[^:\s]+:[A-Za-z0-9+/]{43}=", k)]
+    if bad:
+        return (f"trusted key {bad[0]!r} is not NAME:BASE64 of an ed25519 public key",
+                "copy the line `aivm store keygen` printed")
+    return None
+
+
 def schema_version(value: int) -> Problem:
     if value < 1:
         return (f"schema_version {value} is not valid",
@@ -299,6 +320,10 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Attachment, "guest_dst"): guest_dst,
     (schema.Sync, "paths"): paths("sync path"),
     (schema.StoreSettings, "root"): store_root,
+    (schema.StoreSettings, "substituters"): cache_urls,
+    (schema.StoreSettings, "push_to"): cache_url,
+    (schema.StoreSettings, "trusted_keys"): trusted_keys,
+    (schema.StoreSettings, "secret_key_file"): store_root,
     (schema.Behavior, "verbosity"): non_negative("verbosity"),
     (schema.Config, "active_vm"): optional_name,
     (schema.Config, "schema_version"): schema_version,

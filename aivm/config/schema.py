@@ -196,6 +196,12 @@ class Sync:
 @dataclass(frozen=True)
 class StoreSettings:
     root: str = ""                  # empty: AIVM_STORE, else the default (aivm/paths.py)
+    # binary caches (aivm/cache): asked before building, in order; file:///PATH or oci://REG/REPO
+    substituters: tuple[str, ...] = ()
+    trusted_keys: tuple[str, ...] = ()   # "NAME:BASE64" ed25519 public keys (aivm store keygen)
+    secret_key_file: str = ""            # signs what `aivm store push` uploads
+    push_to: str = ""                    # the cache `aivm store push` uploads to
+    auto_push: bool = False              # push what `aivm build` / `up` built to push_to
 
 
 @dataclass(frozen=True)

@@ -20,11 +20,13 @@ from aivm import urls
 from aivm.errors import AivmError, BuildError
 from aivm.graph import explain, keys
 from aivm.graph.graph import Graph
-from aivm.graph.node import BuildContext, Node, Registry
+from aivm.graph.node import BuildContext, ByteProgress, Node, Registry
 from aivm.graph.statcache import StatCache
 from aivm.graph.store import Manifest, Store, safe_name
 
 Event = Callable[..., None]
+# (store, key, name, kind, progress) -> the entry committed from a binary cache, or None
+Substitute = Callable[[Store, str, str, str, "ByteProgress | None"], "Path | None"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class BuildReport:
     states: dict[str, NodeState]
     built: list[str] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)   # built meanwhile by another process
+    substituted: list[str] = field(default_factory=list)  # fetched from a binary cache
     failed: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
@@ -54,6 +57,7 @@ class BuildReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "built": self.built, "reused": self.reused, "cached": self.cached,
+            "substituted": self.substituted,
             "failed": self.failed,
             "skipped": self.skipped,
             "nodes": {n: {"kind": s.kind, "key": s.key, "path": str(s.path),
@@ -114,7 +118,7 @@ def resolve(graph: Graph, registry: Registry, store: Store, statcache: StatCache
 
 def build(graph: Graph, registry: Registry, store: Store, statcache: StatCache, *,
           targets: Iterable[str] | None = None, jobs: int = 2, keep_going: bool = False,
-          on_event: Event | None = None) -> BuildReport:
+          on_event: Event | None = None, substitute: Substitute | None = None) -> BuildReport:
     """Build every stale node needed by `targets`; raise BuildError if any failed.
 
     Before the store lock is released, every entry of the build is held as a pending
@@ -129,7 +133,7 @@ def build(graph: Graph, registry: Registry, store: Store, statcache: StatCache, 
         for name in stale:
             registry.recipe(graph.nodes[name].kind).preflight(graph.nodes[name])
         try:
-            _run(graph, registry, store, report, stale, jobs, keep_going, emit)
+            _run(graph, registry, store, report, stale, jobs, keep_going, emit, substitute)
         finally:
             store.hold(s.path for s in report.states.values())
     if report.failed:
@@ -138,16 +142,18 @@ def build(graph: Graph, registry: Registry, store: Store, statcache: StatCache, 
 
 
 def _run(graph: Graph, registry: Registry, store: Store, report: BuildReport,
-         stale: list[str], jobs: int, keep_going: bool, emit: Event) -> None:
+         stale: list[str], jobs: int, keep_going: bool, emit: Event,
+         substitute: Substitute | None = None) -> None:
     pending = set(stale)
-    running: dict[cf.Future[tuple[float, bool]], str] = {}
+    running: dict[cf.Future[tuple[float, str]], str] = {}
     with cf.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         while pending or running:
             stop = bool(report.failed) and not keep_going
             for name in ([] if stop else _ready(graph, pending, report)):
                 pending.discard(name)
                 emit("start", name, reasons=report.states[name].reasons)
-                running[pool.submit(_build_one, graph, registry, store, report, name, emit)] = name
+                running[pool.submit(_build_one, graph, registry, store, report, name, emit,
+                                    substitute)] = name
             if not running:
                 for name in sorted(pending):
                     report.skipped[name] = _blocker(graph, name, report) or "not started"
@@ -163,17 +169,18 @@ def _ready(graph: Graph, pending: set[str], report: BuildReport) -> list[str]:
     for name in sorted(pending):
         deps = graph.nodes[name].inputs.values()
         if all(report.states[d].cached or d in report.built or d in report.reused
-               for d in deps):
+               or d in report.substituted for d in deps):
             ready.append(name)
     return ready
 
 
 def _settle(graph: Graph, report: BuildReport, pending: set[str], name: str,
-            fut: cf.Future[tuple[float, bool]], emit: Event) -> None:
+            fut: cf.Future[tuple[float, str]], emit: Event) -> None:
     try:
-        report.seconds[name], ours = fut.result()
-        (report.built if ours else report.reused).append(name)
-        emit("done" if ours else "reused", name, seconds=report.seconds[name])
+        report.seconds[name], how = fut.result()
+        {"built": report.built, "reused": report.reused,
+         "substituted": report.substituted}[how].append(name)
+        emit({"built": "done"}.get(how, how), name, seconds=report.seconds[name])
     except Exception as exc:  # a recipe failure of any kind becomes a report line
         message = exc.message if isinstance(exc, AivmError) else f"{type(exc).__name__}: {exc}"
         report.failed[name] = message
@@ -190,7 +197,7 @@ def _blocker(graph: Graph, name: str, report: BuildReport) -> str:
 
 
 def _build_one(graph: Graph, registry: Registry, store: Store, report: BuildReport,
-               name: str, emit: Event) -> tuple[float, bool]:
+               name: str, emit: Event, substitute: Substitute | None = None) -> tuple[float, str]:
     node = graph.nodes[name]
     state = report.states[name]
     recipe = registry.recipe(node.kind)
@@ -200,9 +207,11 @@ def _build_one(graph: Graph, registry: Registry, store: Store, report: BuildRepo
         files={r: Path(p).expanduser() for r, p in node.files.items()},
         progress=_ProgressEvents(name, emit), file_digests=state.material.get("files", {}))
     started = time.monotonic()
+    if substitute is not None and substitute(store, state.key, name, node.kind, ctx.progress):
+        return time.monotonic() - started, "substituted"
     _, ours = store.commit(state.key, name, lambda into: recipe.build(ctx, into),
                            lambda size, secs: _manifest(node, state, size, secs))
-    return time.monotonic() - started, ours
+    return time.monotonic() - started, "built" if ours else "reused"
 
 
 @dataclass(frozen=True)

@@ -375,9 +375,9 @@ def _checked_digest(tmp: Path, name: str, manifest: Manifest) -> str:
 
     found = entry_digest(tmp)
     if manifest.digest and manifest.digest != found:
-        raise StoreError(f"entry {name}: its content has digest {found}, its manifest says "
-                         f"{manifest.digest}", hint="the copy is damaged or was tampered with; "
-                         "nothing was committed", reason="digest-mismatch")
+        raise StoreError(f"entry {name}: nothing was committed: its content has digest "
+                         f"{found}, its manifest says {manifest.digest}",
+                         hint="the copy is damaged or was tampered with", reason="digest-mismatch")
     return found
 
 

@@ -1,0 +1,1 @@
+"""Beyond one store: output verification, signing, substituters, push and copy."""
