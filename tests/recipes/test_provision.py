@@ -280,3 +280,23 @@ def test_provision_mistakes_are_file_line_errors(tmp_path: Path, edit: tuple[str
         load.loads(PROVISIONS.replace(*edit), path)
     assert exc.value.message.startswith(f"{path}:{line}: ")
     assert message in exc.value.message
+
+
+def test_qemu_must_read_every_layer_under_the_vm(tmp_path: Path) -> None:
+    from aivm.activate.up import Artifacts
+    from aivm.config.schema import Network, Vm
+    from aivm.graph.scheduler import NodeState
+
+    kinds = {"image.debian": "debootstrap", "provision.tools": "provision",
+             "dev.packages": "provision", "dev.overlay": "overlay", "dev.seed": "seed-iso",
+             "dev.domain": "domain-xml", "net.aivm": "network-xml"}
+    states = {}
+    for name, kind in kinds.items():
+        entry = tmp_path / name
+        entry.mkdir()
+        (entry / "manifest.json").write_text("{}")
+        (entry / "disk.qcow2").write_text("")
+        states[name] = NodeState(name, kind, "k", entry, True)
+    art = Artifacts(Vm(name="dev", image="tools"), Network(), states)
+    assert {p.parent.name for p in art.hypervisor_files()} == {
+        "image.debian", "provision.tools", "dev.packages", "dev.overlay", "dev.seed"}
