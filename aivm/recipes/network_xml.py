@@ -2,10 +2,10 @@
 
 With a filtering egress policy (`egress = "filtered"`: allowlist or offline)
 the network's dnsmasq gets options through libvirt's `<dnsmasq:options>`: no
-resolv.conf, the servers-file of allowed names (reread on SIGHUP, so the XML
-stays the same when the allowlist changes and the network is never restarted
-for it), NXDOMAIN for every other name, and every upstream answer added to the
-egress table's sets (recipes/egress.py).
+resolv.conf, answers kept by guests 300 s at most, the servers-file of allowed
+names (reread on SIGHUP, so the XML stays the same when the allowlist changes
+and the network is never restarted for it), NXDOMAIN for every other name, and
+every upstream answer added to the egress table's sets (recipes/egress.py).
 """
 
 from __future__ import annotations

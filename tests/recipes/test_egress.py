@@ -118,6 +118,7 @@ def test_filtered_network_xml_passes_libvirt_schema(tmp_path: Path) -> None:
     assert "servers-file=/var/lib/aivm-test-state/egress/aivm/allowed.conf" in xml
     assert "nftset=/#/4#inet#aivm_egress_aivm#allowed4,6#inet#aivm_egress_aivm#allowed6" in xml
     assert "address=/#/" in xml
+    assert "max-ttl=300" in xml   # guests re-ask within 5 min (after a deny flushed the sets)
     check = run(Cmd.of("virt-xml-validate", str(out / "network.xml"), "network"), check=False)
     assert check.ok, check.stderr + check.stdout
     plain = (render_node(network_node(network("open")), tmp_path / "open") /
