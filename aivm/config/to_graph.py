@@ -79,22 +79,26 @@ def provision_nodes(cfg: Config, vm: Vm, image: Image) -> list[Node]:
     while prov is not None and prov not in chain:
         chain.insert(0, prov)
         prov = cfg.provision(prov.base)
-    nodes = [provision_node(cfg, p) for p in chain]
+    nodes = [provision_node(cfg, p, image) for p in chain]
     if vm.packages:
         allow = (_origin(image.mirror),) if image.source == ImageSource.DEBOOTSTRAP else ()
         base = nodes[-1].name if nodes else f"image.{image.name}"
         nodes.append(Node(f"{vm.name}.packages", "provision", params={
-            "packages": tuple(vm.packages), "allow": tuple(a for a in allow if a)},
+            "packages": tuple(vm.packages), "allow": tuple(a for a in allow if a),
+            "firmware": str(image.firmware)},
             inputs={"base": base}))
     return nodes
 
 
-def provision_node(cfg: Config, prov: Provision) -> Node:
+def provision_node(cfg: Config, prov: Provision, image: Image) -> Node:
+    """One [[provisions]] layer; `image` is the one at the bottom (the builder boots its
+    firmware when it has no kernel outside)."""
     base = f"provision.{prov.base}" if cfg.provision(prov.base) else f"image.{prov.base}"
     return Node(f"provision.{prov.name}", "provision", params={
         "packages": tuple(prov.packages), "run": tuple(prov.run),
         "files": tuple((f.dest, f.mode) for f in prov.files),
-        "apt_sources": tuple(prov.apt_sources), "allow": tuple(prov.allow)},
+        "apt_sources": tuple(prov.apt_sources), "allow": tuple(prov.allow),
+        "firmware": str(image.firmware)},
         inputs={"base": base},
         files={f"file{i}": local_file(cfg, f.src, "files.src") for i, f in enumerate(prov.files)})
 

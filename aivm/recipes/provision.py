@@ -66,7 +66,8 @@ class Provision(RecipeBase):
     templates: ClassVar[tuple[str, ...]] = (
         "provision-build.sh", "meta-data.j2", "network-config.j2")
     defaults: ClassVar[Mapping[str, Any]] = {
-        "packages": (), "run": (), "files": (), "apt_sources": (), "allow": ()}
+        "packages": (), "run": (), "files": (), "apt_sources": (), "allow": (),
+        "firmware": "bios"}   # how the builder boots an input without a kernel of its own
     inputs: ClassVar[tuple[str, ...]] = ("base",)
     tools: ClassVar[tuple[str, ...]] = ("qemu-img", "qemu-system-x86_64")
 
@@ -86,7 +87,8 @@ class Provision(RecipeBase):
              "run": tuple(shell_step(s) for s in _list(p["run"], "run")),
              "files": tuple(file_spec(f) for f in _list(p["files"], "files")),
              "apt_sources": tuple(source_line(s) for s in _list(p["apt_sources"], "apt_sources")),
-             "allow": tuple(target(t) for t in _list(p["allow"], "allow"))}
+             "allow": tuple(target(t) for t in _list(p["allow"], "allow")),
+             "firmware": values.one_of(p["firmware"], ("bios", "efi"), "firmware")}
         if not (v["packages"] or v["run"] or v["files"]):
             raise values.invalid("provision", node.name, "it declares no packages, files or run "
                                  "steps", hint="declare what to bake in, or use the image itself")
@@ -106,7 +108,8 @@ class Provision(RecipeBase):
             titled = steps(v)
             write_seed(work / "seed.iso", ctx.key, titled, data, v["apt_sources"])
             r = builder.BuilderRun(
-                disk=into / "disk.qcow2", seed=work / "seed.iso", boot=boot_info(base),
+                disk=into / "disk.qcow2", seed=work / "seed.iso",
+                boot={**boot_info(base), "firmware": v["firmware"]},
                 console_log=work / "console.log", provision_log=work / "provision.log",
                 fence_log=work / "fence.log", allow=declared(v), accel=builder.host_accel())
             boot_builder(r, ctx.key, into.parent, [t for t, _ in titled])

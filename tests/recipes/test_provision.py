@@ -300,3 +300,28 @@ def test_qemu_must_read_every_layer_under_the_vm(tmp_path: Path) -> None:
     art = Artifacts(Vm(name="dev", image="tools"), Network(), states)
     assert {p.parent.name for p in art.hypervisor_files()} == {
         "image.debian", "provision.tools", "dev.packages", "dev.overlay", "dev.seed"}
+
+
+def test_an_efi_image_without_a_kernel_boots_the_builder_under_ovmf(tmp_path: Path) -> None:
+    if not any(Path(code).is_file() for code, _ in builder.OVMF):
+        pytest.skip("no OVMF here")
+    argv = builder.argv(run_spec(tmp_path, {"firmware": "efi", "kernel": ""}))
+    pflash = [a for a in argv if a.startswith("if=pflash")]
+    assert len(pflash) == 2 and "readonly=on" in pflash[0] and "efivars.fd" in pflash[1]
+    assert "-kernel" not in argv and (tmp_path / "efivars.fd").is_file()
+
+
+@pytest.mark.usefixtures("state_root")
+def test_the_layers_carry_the_bottom_images_firmware(ssh_key: Path, tmp_path: Path,
+                                                   store: Store) -> None:
+    from aivm.config.schema import Firmware
+
+    cfg = chain_config(ssh_key, tmp_path)
+    bios = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    assert "firmware" in bios["provision.tools"].params
+    efi_cfg = replace(cfg, images=(replace(cfg.images[0], firmware=Firmware.EFI),))
+    efi = vm_graph(efi_cfg, efi_cfg.vms[0], accel="qemu")
+    assert efi["provision.tools"].params["firmware"] == "efi"
+    assert efi["devbox.packages"].params["firmware"] == "efi"
+    before, after = keys_of(bios, store), keys_of(efi, store)
+    assert before["provision.tools"] != after["provision.tools"]
