@@ -10,7 +10,8 @@ set -eu
 PACKAGES="libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
 dnsmasq-base iptables nftables iproute2 mmdebstrap openssh-client libvirt-dev
 pkg-config gcc python3-venv python3-dev ovmf e2fsprogs genisoimage fdisk
-dosfstools mtools grub-pc-bin grub-efi-amd64-bin"
+dosfstools mtools grub-pc-bin grub-efi-amd64-bin
+docker-registry apache2-utils"  # the last two: test-only (binary cache tests, htpasswd)
 
 missing=""
 for pkg in $PACKAGES; do
