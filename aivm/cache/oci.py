@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from aivm.cache.backends import Record, Unreachable
-from aivm.cache.files import CHUNK, Item
+from aivm.cache.files import Item
 from aivm.errors import StoreError
+from aivm.recipes.fetch import sha256_file
 
 MANIFEST_TYPE = "application/vnd.oci.image.manifest.v1+json"
 ARTIFACT_TYPE = "application/vnd.aivm.entry.v1"
@@ -153,7 +154,7 @@ class OciCache:
                 continue
             seen.add(item.blob)
             layer = {"mediaType": FILE_TYPE, "size": item.size,
-                     "digest": f"sha256:{_sha256(entry / item.path)}",
+                     "digest": f"sha256:{sha256_file(entry / item.path)}",
                      "annotations": {BLAKE3: item.blob}}
             sent += self._put(registry, container, entry / item.path, layer)
             advance(item.size)
@@ -207,11 +208,3 @@ def _registry_errors(host: str) -> Iterator[None]:
         raise Unreachable(f"{host}: {type(exc).__name__}: {str(exc)[:200]}",
                           hint="check the registry and its credentials",
                           reason="cache-unreachable") from exc
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
