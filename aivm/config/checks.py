@@ -163,15 +163,6 @@ def lan_endpoints(proto: str) -> Check:
     return via(parse)
 
 
-def provision(field: str) -> Check:
-    """`[[provisions]]` values: the recipe's own parsers, so lint and build agree."""
-    def parse(value: Any) -> None:
-        from aivm.recipes.provision import check_field
-
-        check_field(field, value)
-    return via(parse)
-
-
 def egress(field: str) -> Check:
     """`[networks.egress]` values: the recipe's own parsers, so lint and build agree."""
     def parse(value: Any) -> None:

@@ -161,17 +161,6 @@ def nft_node(net: Network) -> Node:
         "allow_lan_udp": tuple(sorted(set(fw.allow_lan_udp)))})
 
 
-def nft_node(net: Network) -> Node:
-    fw = net.firewall
-    return Node(f"net.{net.name}.nft", "nft-ruleset", params={
-        "network": net.name, "bridge": net.bridge, "gateway": net.gateway,
-        "allow_tcp_ports": tuple(sorted(set(fw.allow_tcp_ports))),
-        "allow_udp_ports": tuple(sorted(set(fw.allow_udp_ports))),
-        "extra_blocked": tuple(sorted(set(fw.extra_blocked))),
-        "allow_lan_tcp": tuple(sorted(set(fw.allow_lan_tcp))),
-        "allow_lan_udp": tuple(sorted(set(fw.allow_lan_udp)))})
-
-
 def domain_node(vm: Vm, image: Image, net: Network, accel: str, base: str = "") -> Node:
     state = paths.vm_state_dir(vm.name)
     return Node(f"{vm.name}.domain", "domain-xml", params={

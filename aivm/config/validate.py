@@ -240,17 +240,18 @@ def _duplicates(section: str, names: list[str], key: str, out: list[Finding]) ->
 def _table_collisions(cfg: schema.Config, out: list[Finding]) -> None:
     """Two networks whose nft tables would have one name (`a.b`, `a-b` and `a_b` all make
     `aivm_a_b`): applying one would delete the other's firewall."""
-    from aivm.recipes import nft_ruleset
+    from aivm.recipes import egress, nft_ruleset
 
     seen: dict[str, int] = {}
     for i, net in enumerate(cfg.networks):
-        for table in (nft_ruleset.table_name(net.name),):
+        for table in dict.fromkeys((nft_ruleset.table_name(net.name),
+                                    egress.table_name(net.name))):
             j = seen.setdefault(table, i)
             if j != i and cfg.networks[j].name != net.name:  # same name: reported above
                 out.append(Finding(("networks", i, "name"), f"networks {cfg.networks[j].name!r} "
                                    f"and {net.name!r} would share the nft table {table}",
                                    "rename one: names that differ only in '.', '-' and '_' "
-                                   "map to one table",
+                                   "(or by an 'egress_' prefix) map to one table",
                                    "duplicate-name"))
                 break
 

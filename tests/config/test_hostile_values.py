@@ -91,6 +91,7 @@ def test_other_interface_names_pass_lint_and_are_checked_at_plan_time() -> None:
 
 @pytest.mark.parametrize("first, second, table", [
     ("a.b", "a_b", "aivm_a_b"), ("a-b", "a.b", "aivm_a_b"), ("a_b", "a-b", "aivm_a_b"),
+    ("x", "egress_x", "aivm_egress_x"),   # the egress table of x is the nft table of egress_x
 ])
 def test_networks_whose_tables_collide_are_refused(first: str, second: str, table: str) -> None:
     text = (f'[[networks]]\nname = "{first}"\nbridge = "br1"\n\n'
