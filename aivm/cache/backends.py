@@ -26,7 +26,11 @@ from aivm.errors import StoreError
 from aivm.graph.store import Manifest
 
 RECORD_FORMAT = 1
-NOT_SHAREABLE = frozenset({"booted-state"})  # memory state: tied to one host's QEMU and CPU
+# Kinds never pushed nor substituted: a booted state is one host's memory (its QEMU, its
+# CPU); a domain XML names this store's absolute paths (kernel, initrd, seed), so it is
+# rebuilt locally (in milliseconds) rather than shared.
+NOT_SHAREABLE = {"booted-state": "memory state is never shared",
+                 "domain-xml": "it names this store's paths; rebuilt locally"}
 
 
 @dataclass(frozen=True)

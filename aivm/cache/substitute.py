@@ -104,7 +104,7 @@ def _check(record: Record, key: str, name: str, kind: str, trusted: Iterable[str
 @dataclass(frozen=True)
 class Pushed:
     entries: tuple[str, ...]   # entry names recorded in the cache
-    skipped: tuple[str, ...]   # not shareable (memory state)
+    skipped: tuple[str, ...]   # "<entry>: <why>", kinds in backends.NOT_SHAREABLE
     bytes_sent: int
 
 
@@ -138,7 +138,7 @@ def push(store: Store, entries: Iterable[Path], cache: Cache, secret: sign.Secre
     for entry in closure(store, entries):
         manifest = store.manifest(entry)
         if manifest.kind in NOT_SHAREABLE:
-            skipped.append(entry.name)
+            skipped.append(f"{entry.name}: {NOT_SHAREABLE[manifest.kind]}")
             continue
         manifest = _checked(entry, manifest)
         sigs = (sign.sign(manifest, secret),) if secret else ()

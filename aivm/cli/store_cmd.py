@@ -201,8 +201,8 @@ def _push(app: App, cfg: Settings, entries: list[Path], url: str) -> Any:
 def _report(pushed: Any, url: str) -> None:
     click.echo(f"pushed {len(pushed.entries)} entries to {url}, {_size(pushed.bytes_sent)} "
                f"uploaded ({pushed.bytes_sent} bytes)")
-    for name in pushed.skipped:
-        click.echo(f"not pushed {name}: memory state is never shared")
+    for line in pushed.skipped:
+        click.echo(f"not pushed {line}")
 
 
 def _size(n: int) -> str:

@@ -43,7 +43,18 @@ def _config(root: Path, htpasswd: Path | None) -> str:
 
 @contextlib.contextmanager
 def running(tmp: Path, name: str, *, auth: bool = False) -> Iterator[TestRegistry]:
-    """The registry inside namespace `name`; it and the namespace are gone afterwards."""
+    """The registry inside a new namespace `name`; it and the namespace are gone afterwards."""
+    ns.netns_add(name)
+    try:
+        with serving(tmp, name, auth=auth) as registry:
+            yield registry
+    finally:
+        ns.netns_delete(name)
+
+
+@contextlib.contextmanager
+def serving(tmp: Path, name: str, *, auth: bool = False) -> Iterator[TestRegistry]:
+    """The registry on 127.0.0.1 inside the existing namespace `name`, stopped afterwards."""
     root = tmp / "registry"
     root.mkdir(parents=True)
     htpasswd = None
@@ -54,7 +65,6 @@ def running(tmp: Path, name: str, *, auth: bool = False) -> Iterator[TestRegistr
                        capture_output=True)
     config = tmp / "registry.yml"
     config.write_text(_config(root, htpasswd))
-    ns.netns_add(name)
     pid = None
     try:
         script = 'docker-registry serve "$1" </dev/null >"$2" 2>&1 & echo $!'
@@ -66,7 +76,6 @@ def running(tmp: Path, name: str, *, auth: bool = False) -> Iterator[TestRegistr
     finally:
         if pid is not None:
             ns.stop_pid(pid)
-        ns.netns_delete(name)
 
 
 def blob_files(reg: TestRegistry) -> list[Path]:

@@ -169,7 +169,8 @@ def test_memory_state_is_never_pushed(world, tmp_path: Path) -> None:
                                _manifest(), kind="booted-state", name="vm.booted-state"))
     cache = FileCache(w.url, w.cache)
     pushed = push(store, [path], cache, w.secret)
-    assert pushed.entries == () and pushed.skipped == (path.name,)
+    assert pushed.entries == ()
+    assert pushed.skipped == (f"{path.name}: memory state is never shared",)
     assert not (w.cache / "entries").exists() or not list((w.cache / "entries").iterdir())
 
 
