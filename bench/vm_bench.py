@@ -43,7 +43,8 @@ def lifecycle(stack: RealStack, reps: int = 3) -> dict[str, Any]:
     cold = _up(user)
     warm, recreate, cycle = [], [], []
     for _ in range(reps):
-        recreate.append(_up(user, "--recreate"))
+        recreate.append(_up(user, "--recreate"))   # restores the booted state saved by `cold`
+    fresh = _fresh_boot_recreates(user, reps)
     for _ in range(reps):
         started = time.monotonic()
         user.run("destroy", VM, "--yes")
@@ -61,4 +62,22 @@ def lifecycle(stack: RealStack, reps: int = 3) -> dict[str, Any]:
         "recreate_overhead_s": med(r["overhead_s"] for r in recreate),
         "recreate_built": sorted({n for r in recreate for n in r["built"]}),
         "destroy_up_cycle_s": med(cycle), "reps": reps,
+        "booted_state_saved": bool(cold.get("booted_state")),
+        "recreate_restored": all(_restored(r) for r in recreate),
+        "recreate_fresh_boot_s": med(r["wall_s"] for r in fresh),
     }
+
+
+def _restored(report: dict[str, Any]) -> bool:
+    return any(t.startswith("Restore VM ") for t in report.get("ran", ()))
+
+
+def _fresh_boot_recreates(user: AivmUser, reps: int) -> list[dict[str, Any]]:
+    """`up --recreate` with booted states off ([behavior] restore_snapshots = false): the
+    fresh boot the restore is compared with, in the same run."""
+    original = user.config.read_text()
+    user.edit(lambda t: t.replace("[behavior]\n", "[behavior]\nrestore_snapshots = false\n", 1))
+    try:
+        return [_up(user, "--recreate") for _ in range(reps)]
+    finally:
+        user.config.write_text(original)

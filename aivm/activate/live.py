@@ -400,17 +400,21 @@ def network_plan(conn: Conn, xml: str, source: str) -> Plan:
                                  start_network(conn, name))))
 
 
-def domain_plan(conn: Conn, xml: str, source: str, *, restart: bool = True) -> Plan:
-    """Steps that make the live domain match `xml`: define, start, or redefine (+ restart)."""
+def domain_plan(conn: Conn, xml: str, source: str, *, restart: bool = True,
+                start: Step | None = None, uuid: str = "") -> Plan:
+    """Steps that make the live domain match `xml`: define, start, or redefine (+ restart).
+    `start`: the step that starts it (a booted-state restore), else a plain start; `uuid`:
+    the one a new definition takes."""
     desired = parse_domain(xml, exists=False)
     desired_key(xml, source)
     live = read_domain(conn, desired.name)
     name = desired.name
     _refuse_foreign("VM", name, live.exists, live.key)
-    start = Step(f"Start VM {name}", f"VM {name} is not running", (start_domain(conn, name),))
+    start = start or Step(f"Start VM {name}", f"VM {name} is not running",
+                          (start_domain(conn, name),))
     if not live.exists:
         return plans.of(Step(f"Define VM {name}", f"VM {name} does not exist",
-                             (define_domain(conn, xml, source),)), start)
+                             (define_domain(conn, xml, source, uuid),)), start)
     if live.key == desired.key:
         return plans.of(f"VM {name}: up to date" if live.active else None,
                         None if live.active else start)

@@ -14,6 +14,7 @@ from aivm.activate import disk, egress, firewall, live
 from aivm.config.schema import Network, Vm
 from aivm.config.to_graph import mac_address
 from aivm.graph.scheduler import NodeState
+from aivm.graph.store import Store
 from aivm.guest import ssh
 
 
@@ -35,6 +36,7 @@ class VmStatus:
     console_log: str
     extra: Mapping[str, Any] = field(default_factory=dict)
     egress: str = "open"        # the network's egress policy (aivm/activate/egress.py)
+    start: str = ""             # how its next start goes: restore | boot-and-save | boot, why
     ports: tuple[Mapping[str, Any], ...] = ()   # published ports and their state (guest/ports.py)
 
     def to_json(self) -> dict[str, Any]:
@@ -69,6 +71,17 @@ def _ports(vm: Vm) -> tuple[Mapping[str, Any], ...]:
     return tuple(ports.status(vm))
 
 
+def start_path(conn: live.Conn, store: Store, vm: Vm, states: Mapping[str, NodeState], *,
+               enabled: bool) -> str:
+    """How `aivm up` / `--recreate` starts the VM next (aivm/activate/snapshot.py)."""
+    from aivm.activate import snapshot
+
+    xml = states[f"{vm.name}.domain"].path / "domain.xml"
+    if not xml.is_file():
+        return "not built yet: `aivm up` builds the domain first"
+    return snapshot.choose(conn, store, vm, xml.read_text(), enabled=enabled).line
+
+
 def _state(exists: bool, active: bool, on: str) -> str:
     return on if active else "stopped" if exists else "missing"
 
@@ -82,7 +95,6 @@ def _firewall(network: Network, states: Mapping[str, NodeState],
     if nft.state is firewall.State.PRESENT:
         return "applied, not compared (its ruleset is not built: `aivm up` builds it)"
     return str(nft.state)
-
 
 
 def _drift(dom: live.DomainState, node: NodeState) -> tuple[str, ...]:
@@ -123,4 +135,6 @@ def render(s: VmStatus, *, detail: bool) -> str:
               f"{', run time' if p['source'] == 'runtime' else ''})" for p in s.ports]
     if detail:
         lines.append(f"  console:  {s.console_log}")
+        if s.start:
+            lines.append(f"  start:    {s.start}")
     return "\n".join(lines)

@@ -76,16 +76,23 @@ def root_name(vm: str, node: str) -> Root:
 
 
 def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = False,
-            attachments: tuple[Attachment, ...] = ()) -> Plan:
+            attachments: tuple[Attachment, ...] = (), booted: bool = False,
+            notify: Callable[[str], None] = print) -> Plan:
     """`attachments`: the config's; their host side is restored before the VM starts.
+    `booted`: start from a saved booted state when there is one (aivm/activate/snapshot.py).
     Refused first when the network's bridge or subnet is taken on this host (hostnet.py)."""
-    from aivm.activate import hostnet
+    from aivm.activate import hostnet, snapshot
     from aivm.guest import attach
 
     hostnet.check(conn, art.network)
     name = art.vm.name
     domain_xml = art.domain_xml.read_text()
     current = live.read_domain(conn, name)
+    starting = recreate or not current.active
+    choice = snapshot.choose(conn, store, art.vm, domain_xml, enabled=booted) \
+        if booted and starting else None
+    start = None if choice is None else snapshot.start_step(snapshot.Context(
+        conn, store, art.vm, art.overlay, domain_xml, attachments, notify), choice)
     return plans.of(
         access_step(art),
         network_part(conn, art),
@@ -94,8 +101,10 @@ def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = F
         disk.disk_plan(name, art.overlay, recreate=recreate),
         attach.host_restore_plan(attachments, name, store=store.root,
                                  export=_has_export(domain_xml) and live.runs_qemu_here(conn)),
-        _domain(conn, art, domain_xml, current, recreate),
+        _domain(conn, art, domain_xml, current, recreate, start,
+                snapshot.saved_uuid(choice.entry) if choice else ""),
         roots_step(store, art),
+        snapshot.root_step(store, name, choice.entry) if choice and choice.entry else None,
         None if recreate else backing_root_step(store, art, disk.disk_path(name)),
     )
 
@@ -147,20 +156,21 @@ def firewall_plan(art: Artifacts) -> Plan:
     return firewall.apply_plan(name, table, art.ruleset, art.nft)
 
 
-
 def _stop_for_recreate(conn: live.Conn, name: str) -> Step:
     return Step(f"Power off VM {name}", "--recreate replaces its disk; the old one is discarded",
                 (live.destroy_domain(conn, name),))
 
 
 def _domain(conn: live.Conn, art: Artifacts, xml: str, current: live.DomainState,
-            recreate: bool) -> Plan:
+            recreate: bool, start: Step | None = None, uuid: str = "") -> Plan:
+    """`start`: how the VM starts (a booted-state restore), else a plain start; `uuid`: the
+    one a new definition takes (a saved state restores only into its own domain's UUID)."""
     source = str(art.domain_xml.parent)
     if recreate and current.active and current.key == live.desired_key(xml, source):
         name = art.vm.name
-        return plans.of(Step(f"Start VM {name}", "it boots from its fresh disk",
-                             (live.start_domain(conn, name),)))
-    return live.domain_plan(conn, xml, source)
+        return plans.of(start or Step(f"Start VM {name}", "it boots from its fresh disk",
+                                      (live.start_domain(conn, name),)))
+    return live.domain_plan(conn, xml, source, start=start, uuid=uuid)
 
 
 def roots_step(store: Store, art: Artifacts) -> Step | None:
@@ -230,11 +240,19 @@ def running_target(conn: live.Conn, vm: Vm) -> ssh.Target | None:
 
 def wait_ready(conn: live.Conn, vm: Vm, mac: str, *, timeout: float,
                on_phase: Callable[[str, float], None]) -> ssh.Target:
-    """Wait for a DHCP lease, ssh and cloud-init (the newest lease wins); record the IP."""
+    """Wait for a DHCP lease, ssh and cloud-init (the newest lease wins); record the IP.
+    A guest restored from its booted state moments ago is ready already (snapshot.py)."""
+    from aivm.activate import snapshot
+
     started = time.monotonic()
+    fresh = snapshot.take_fresh_restore(conn, vm.name)
+    if fresh:
+        on_phase("ready", time.monotonic() - started)
+        return target(vm, fresh)
 
     def resolve() -> ssh.Target | None:
-        ip = live.lease_ip(conn, vm.network, mac)
+        # a restored guest keeps its saved address, leases or not (aivm/activate/snapshot.py)
+        ip = snapshot.restored_ip(conn, vm.name) or live.lease_ip(conn, vm.network, mac)
         return target(vm, ip) if ip else None
 
     tgt = ssh.wait(resolve, deadline=started + timeout,

@@ -52,6 +52,16 @@ def _describe(result: GcResult, *, print_live: bool, print_dead: bool) -> None:
             click.echo(f"dead {path}")
     click.echo(f"{len(result.live)} live, {len(result.dead)} dead "
                f"({_size(result.dead_bytes)} to free)")
+    _booted_states(result)
+
+
+def _booted_states(result: GcResult) -> None:
+    """Booted states (memory + disk layer) are large: each one with its size."""
+    from aivm.graph.store import tree_size
+
+    for path, state in [(p, "live") for p in result.live] + [(p, "dead") for p in result.dead]:
+        if path.name.endswith(".booted-state"):
+            click.echo(f"booted state {path.name}: {_size(tree_size(path))}, {state}")
 
 
 def _json(result: GcResult, dry_run: bool) -> dict[str, object]:

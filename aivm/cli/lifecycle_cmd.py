@@ -45,7 +45,9 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
 
     art = session.probed(session.artifacts(report), yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
     plan = activation.plan_up(session.conn(), app.store(), art, recreate=recreate,
-                              attachments=session.cfg.attachments)
+                              attachments=session.cfg.attachments,
+                              booted=session.cfg.behavior.restore_snapshots,
+                              notify=lambda line: click.echo(line, err=True))
     outcome = session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
     result = {"vm": session.vm.name, "built": report.built, "dry_run": dry_run,
               "steps": [s.title for s in plan.steps], "notes": list(plan.notes),
@@ -53,6 +55,16 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
     if not dry_run and not no_wait:
         fast = None if outcome.ran or recreate else _still_ready(session, quiet=as_json)
         result.update(fast or _wait(session, art, timeout, recreate, quiet=as_json))
+        from aivm.activate import snapshot
+
+        if snapshot.save_title(session.vm.name) in result["ran"]:
+            result.update(_save_booted(session, art, timeout, quiet=as_json))
+            _restamp(session)    # the restored guest is the saved, ready one (new domain ID)
+        started_here = [t for t in result["ran"] if t.startswith(f"Restore VM {session.vm.name}")
+                        or t == snapshot.save_title(session.vm.name)]
+        # this run's restore, by phase; empty when the VM booted (or fell back to a boot)
+        result["restored"] = snapshot.last_restore(session.conn(), session.vm.name) \
+            if started_here else {}
     result["seconds"] = time.monotonic() - started
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -121,6 +133,12 @@ def _still_ready(session: Session, *, quiet: bool) -> dict[str, object] | None:
     return {"ip": tgt.host, "ready_seconds": time.monotonic() - started, "already_ready": True}
 
 
+def _restamp(session: Session) -> None:
+    from aivm.guest import ready
+
+    ready.record(session.conn(), session.vm.name)
+
+
 def _after_ready(session: Session, tgt) -> None:  # type: ignore[no-untyped-def]
     """Record the ready run, the VM's ssh alias in aivm's ssh config, and start its
     published ports (aivm/guest/ports.py)."""
@@ -130,6 +148,48 @@ def _after_ready(session: Session, tgt) -> None:  # type: ignore[no-untyped-def]
     sshconf.record(tgt)
     for line in ports.ensure(session.vm, tgt):
         click.echo(line, err=True)
+
+
+def _save_booted(session: Session, art, timeout: float,  # type: ignore[no-untyped-def]
+                 *, quiet: bool) -> dict[str, object]:
+    """Save the freshly ready VM's booted state and restore it at once (snapshot.py)."""
+    from aivm.activate import snapshot
+    from aivm.activate import up as activation
+    from aivm.config.to_graph import mac_address
+
+    conn, vm, store = session.conn(), session.vm, session.app.store()
+    mac = mac_address(vm.name)
+    ip = activation.running_target(conn, vm)
+    ctx = snapshot.Context(conn, store, vm, art.overlay, art.domain_xml.read_text(),
+                           session.cfg.attachments, lambda line: click.echo(line, err=True))
+    choice = snapshot.choose(conn, store, vm, ctx.domain_xml, enabled=True)
+    if choice.path != "boot-and-save":
+        return {"booted_state": None, "booted_state_error": choice.line}
+    try:
+        saved = snapshot.save_and_restore(ctx, choice.key, ip.host if ip else "", mac,
+                                          art.entry(f"{vm.name}.domain"))
+    except snapshot.RestoreFailed as exc:
+        click.echo(f"VM {vm.name}: booted state not saved ({exc})", err=True)
+        if live_active(conn, vm.name):
+            return {"booted_state": None, "booted_state_error": str(exc)}
+        snapshot.boot_fresh(ctx)
+        tgt = activation.wait_ready(conn, vm, mac, timeout=timeout, on_phase=lambda _p, _s: None)
+        return {"booted_state": None, "booted_state_error": str(exc), "ip": tgt.host}
+    from aivm.guest import ready
+
+    ready.record(conn, vm.name)  # the restored run is the ready one now
+    if not quiet:
+        click.echo(f"VM {vm.name}: booted state saved ({saved.size / 2**20:.0f} MiB of memory, "
+                   f"{saved.save_s:.1f} s) and restored ({saved.restore_s:.1f} s): "
+                   "`aivm up --recreate` restores it", err=True)
+    return {"booted_state": str(saved.entry), "save_seconds": saved.save_s,
+            "restore_seconds": saved.restore_s}
+
+
+def live_active(conn, name: str) -> bool:  # type: ignore[no-untyped-def]
+    from aivm.activate import live
+
+    return live.read_domain(conn, name).active
 
 
 @click.command()

@@ -37,6 +37,12 @@ def status(app: App, vm_name: str | None, vm_opt: str | None, sudo: bool, detail
                                     yes_sudo=True, dry_run=False)
     result = vmstatus.vm_status(session.conn(), session.vm, network, states, nft=nft,
                                 probe_ssh=True)
+    if detail or as_json:
+        import dataclasses
+
+        result = dataclasses.replace(result, start=vmstatus.start_path(
+            session.conn(), app.store(), session.vm, states,
+            enabled=session.cfg.behavior.restore_snapshots))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

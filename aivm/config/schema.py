@@ -64,6 +64,7 @@ class Behavior:
     yes_sudo: bool = False
     auto_approve_readonly_sudo: bool = True
     verbosity: int = 0
+    restore_snapshots: bool = True  # start VMs from their saved booted state (activate/snapshot.py)
 
 
 @dataclass(frozen=True)

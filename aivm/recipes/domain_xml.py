@@ -3,7 +3,9 @@
 q35, a virtio disk at the VM's writable disk path (per-VM state, not the
 store), the seed as a read-only cdrom on virtio-scsi (the Debian cloud kernel
 has no AHCI), a virtio NIC on the aivm network, a serial console logged to a
-file, virtio-rng, memfd shared memory so virtiofs can be attached later, and
+file, virtio-rng, memfd shared memory so virtiofs can be attached later, four
+spare PCIe root ports (q35 hot-plugs only into free ones: `shared` folders, the
+export added after a booted-state restore), and
 (when `shared_root` is set) the VM's one shared-root virtiofs export, present
 from the first boot so that attaching a folder never needs a restart.
 Boot is direct kernel boot when the base image exported a kernel

@@ -44,7 +44,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aivm.run import Result
+from aivm.run import Cmd, Result, run
 from tests.e2e.lanhost import LanHost, lan_host
 from tests.e2e.netns import (
     HarnessError,
@@ -79,9 +79,13 @@ PRIVATE_DIRS = {
     "cache": "/var/cache/libvirt",
 }
 
-# Runs as: ip netns exec NS unshare --mount --propagation private sh -ec SCRIPT sh WORK
-# SUB:DIR...; each private dir is bound over libvirt's own, then both daemons
-# start in this mount namespace (they keep it alive after sh exits).
+# Runs as: nsenter --net=/run/netns/NS unshare --mount --propagation private sh -ec SCRIPT
+# sh WORK SUB:DIR...; each private dir is bound over libvirt's own, then both daemons
+# start in this mount namespace (they keep it alive after sh exits). `nsenter`, not
+# `ip netns exec`: the latter remounts /sys for the namespace, which hides
+# /sys/fs/cgroup, and libvirtd 9.0 then has no cgroups and crashes on a live virtiofs
+# attach. With the host's /sys the daemons can hot-plug virtiofs (the `shared` mode's
+# live path, the export added after a booted-state restore).
 _START_SCRIPT = """
 work=$1; shift
 for pair; do
@@ -261,10 +265,12 @@ class RealStack:
                 f.write("\n" + self.qemu_conf_extra + "\n")
 
     def _start_daemons(self) -> None:
-        self.ns_run(["unshare", "--mount", "--propagation", "private", "--",
-                     "sh", "-ec", _START_SCRIPT, "sh", str(self.work),
-                     *(f"{sub}:{target}" for sub, target in PRIVATE_DIRS.items())],
-                    meaning="start virtlogd and libvirtd in the test namespace", timeout=120)
+        run(Cmd.of("nsenter", f"--net=/run/netns/{self.netns}",
+                   "unshare", "--mount", "--propagation", "private", "--",
+                   "sh", "-ec", _START_SCRIPT, "sh", str(self.work),
+                   *(f"{sub}:{target}" for sub, target in PRIVATE_DIRS.items()),
+                   meaning="start virtlogd and libvirtd in the test namespace (host /sys)",
+                   root=True), timeout=120)
         for daemon in ("virtlogd", "libvirtd"):
             pid = read_pidfile(self.work / f"{daemon}.pid")
             if pid is None:
