@@ -53,7 +53,7 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
               "steps": [s.title for s in plan.steps], "notes": list(plan.notes),
               "ran": [title for title, _ in outcome.ran], "build_seconds": built_at - started}
     if not dry_run and not no_wait:
-        fast = None if outcome.ran or recreate else _still_ready(session, quiet=as_json)
+        fast = None if recreate else _still_ready(session, quiet=as_json)
         result.update(fast or _wait(session, art, timeout, recreate, quiet=as_json))
         from aivm.activate import snapshot
 
@@ -111,8 +111,10 @@ def _wait(session: Session, art, timeout: float, recreate: bool,  # type: ignore
 
 
 def _still_ready(session: Session, *, quiet: bool) -> dict[str, object] | None:
-    """The no-op fast path: nothing ran and this run of the VM was recorded ready
-    (aivm/guest/ready.py), so one ssh probe replaces the wait; None means wait."""
+    """The fast path: the domain still runs the run that was recorded ready (same UUID and
+    ID, so no step restarted, restored or re-created it: aivm/guest/ready.py), so one ssh
+    probe replaces the wait; None means wait. Steps that leave the guest running (gc roots,
+    host binds) do not matter; one that cut its network makes the probe fail."""
     from aivm.activate import up as activation
     from aivm.errors import AivmError
     from aivm.guest import ready, ssh
