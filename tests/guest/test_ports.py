@@ -98,3 +98,24 @@ def test_config_ports_are_checked() -> None:
     assert {(f.keypath[-1], f.message) for f in found} == {
         ("guest", "port 70000 is out of range"),
         ("address", "'localhost' is not an IP address")}
+
+
+def test_down_stops_a_running_supervisor() -> None:
+    """The step `aivm down` adds kills the supervisor (found by its name) and ends its loop."""
+    proc = subprocess.Popen(["sh", "-c", "sleep 60", "aivm-port-supervisor"])
+    try:
+        ports._write(ports._file("box", "pid"), f"{proc.pid}\n")
+        ports._write(ports._file("box", "forwards"), "-L 127.0.0.1:8000:localhost:8000\n")
+        assert ports.supervisor_pid("box") == proc.pid
+        step = ports.stop_step("box", "the VM stops")
+        assert step is not None and step.title == "Stop the published ports of VM box"
+        step.actions[0].perform()
+        assert proc.wait(timeout=10) != 0
+        assert not ports._file("box", "forwards").exists() and ports.stop_step("box", "") is None
+    finally:
+        proc.kill()
+
+
+def test_a_pid_file_of_another_process_is_not_the_supervisor() -> None:
+    ports._write(ports._file("box", "pid"), "1\n")
+    assert ports.supervisor_pid("box") is None
