@@ -18,6 +18,7 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from aivm import buildlog
 from aivm.errors import CommandError
 
 log = logging.getLogger("aivm.run")
@@ -91,6 +92,7 @@ def run(cmd: Cmd, *, check: bool = True, timeout: float | None = None) -> Result
                            hint=f"install {argv[0]} (see `aivm host doctor`)",
                            reason="command-missing") from exc
     result = Result(cmd, rc, _text(out), _text(err))
+    buildlog.note_command(argv, rc, result.stdout, result.stderr)  # a build's log
     if check and rc != 0:
         raise failure(result)
     return result

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aivm import urls
+from aivm import buildlog, urls
 from aivm.errors import AivmError, BuildError
 from aivm.graph import explain, keys
 from aivm.graph.graph import Graph
@@ -182,13 +182,17 @@ def _settle(graph: Graph, report: BuildReport, pending: set[str], name: str,
          "substituted": report.substituted}[how].append(name)
         emit({"built": "done"}.get(how, how), name, seconds=report.seconds[name])
     except Exception as exc:  # a recipe failure of any kind becomes a report line
-        message = exc.message if isinstance(exc, AivmError) else f"{type(exc).__name__}: {exc}"
+        message = _message(exc)
         report.failed[name] = message
         emit("failed", name, error=message)
         for dep in sorted(graph.dependants(name) & pending):
             pending.discard(dep)
             report.skipped[dep] = name
             emit("skipped", dep, because=name)
+
+
+def _message(exc: Exception) -> str:
+    return exc.message if isinstance(exc, AivmError) else f"{type(exc).__name__}: {exc}"
 
 
 def _blocker(graph: Graph, name: str, report: BuildReport) -> str:
@@ -201,17 +205,31 @@ def _build_one(graph: Graph, registry: Registry, store: Store, report: BuildRepo
     node = graph.nodes[name]
     state = report.states[name]
     recipe = registry.recipe(node.kind)
-    ctx = BuildContext(
-        node=node, key=state.key,
-        inputs={r: report.states[d].path for r, d in node.inputs.items()},
-        files={r: Path(p).expanduser() for r, p in node.files.items()},
-        progress=_ProgressEvents(name, emit), file_digests=state.material.get("files", {}))
+    ctx = context(graph, report.states, name, _ProgressEvents(name, emit))
     started = time.monotonic()
     if substitute is not None and substitute(store, state.key, name, node.kind, ctx.progress):
         return time.monotonic() - started, "substituted"
-    _, ours = store.commit(state.key, name, lambda into: recipe.build(ctx, into),
-                           lambda size, secs: _manifest(node, state, size, secs))
+    try:
+        with buildlog.sink(store.root, state.key, name, node.kind):
+            _, ours = store.commit(state.key, name, lambda into: recipe.build(ctx, into),
+                                   lambda size, secs: _manifest(node, state, size, secs))
+            if ours:
+                buildlog.keep()
+    except Exception as exc:  # the error names the failed build's log
+        raise BuildError(f"{_message(exc)} (log: {buildlog.failed_path(store.root, state.key)})",
+                         reason="build-failed") from exc
     return time.monotonic() - started, "built" if ours else "reused"
+
+
+def context(graph: Graph, states: Mapping[str, NodeState], name: str,
+            progress: ByteProgress | None = None) -> BuildContext:
+    """What the recipe of node `name` reads while building (also `aivm build --check`)."""
+    node, state = graph.nodes[name], states[name]
+    return BuildContext(
+        node=node, key=state.key,
+        inputs={r: states[d].path for r, d in node.inputs.items()},
+        files={r: Path(p).expanduser() for r, p in node.files.items()},
+        progress=progress, file_digests=state.material.get("files", {}))
 
 
 @dataclass(frozen=True)

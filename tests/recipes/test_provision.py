@@ -145,8 +145,9 @@ def test_failed_step_fails_the_node_commits_nothing_and_keeps_the_log(
     assert "aivm-provision: step 000 exit 7" in message          # the tail of the guest log
     assert not any(p.name.endswith("provision.t") for p in store.entries())
     assert not store.temporaries()
-    logs = sorted((store.root / "log").glob("*.log"))
+    logs = sorted((store.root / "log" / "failed").glob("*.log"))  # a failed build's logs
     assert [p.name.endswith(".console.log") for p in logs] == [True, False]
+    assert f"(log: {logs[1]})" in message
     assert "refused: 10.0.2.2:80" in logs[1].read_text()
 
 
