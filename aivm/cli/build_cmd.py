@@ -21,10 +21,12 @@ from aivm.cli.store_cmd import after_build, substitute_hook, substituter_option,
 @click.option("-j", "--jobs", type=click.IntRange(1, 64), default=None,
               help="Parallel builds (default: number of cores).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@click.option("--check", is_flag=True,
+              help="Rebuild existing entries aside and compare their output digests.")
 @substituter_option
 @click.pass_obj
 def build(app: App, targets: tuple[str, ...], dry_run: bool, explain: bool, keep_going: bool,
-          jobs: int | None, as_json: bool) -> None:
+          jobs: int | None, as_json: bool, check: bool) -> None:
     """Build the nodes of TARGETS (VM names or node names; default: every VM).
 
     Only stale nodes are built: a node whose key is already in the store is
@@ -35,6 +37,9 @@ def build(app: App, targets: tuple[str, ...], dry_run: bool, explain: bool, keep
 
     graph, names = _graph_for(app, targets)
     store, statcache = app.store(), app.statcache()
+    if check:
+        _check(app, graph, names, as_json=as_json)
+        return
     if dry_run:
         states = scheduler.resolve(graph, app.registry(), store, statcache, names)
         report = scheduler.BuildReport(states)
@@ -46,6 +51,7 @@ def build(app: App, targets: tuple[str, ...], dry_run: bool, explain: bool, keep
                                      jobs=jobs or os.cpu_count() or 2, keep_going=keep_going,
                                      on_event=ui.event, substitute=substitute_hook(app))
         after_build(app, report)
+        _lock_drift(app, report)
     _print(report, as_json=as_json, explain=explain or dry_run, dry_run=dry_run,
            hashed_bytes=statcache.hashed_bytes)
 
@@ -59,6 +65,42 @@ def _graph_for(app: App, targets: tuple[str, ...]):  # type: ignore[no-untyped-d
     for target in targets:
         names += [target] if target in graph else list(app.graph((target,)).nodes)
     return graph, names
+
+
+def _lock_drift(app: App, report) -> None:  # type: ignore[no-untyped-def]
+    """Something was built: say which tools that shaped it differ from aivm.lock."""
+    if not report.built:
+        return
+    from aivm import lock
+
+    kinds = {report.states[n].kind for n in report.built}
+    for line in lock.tool_drift(lock.lock_path(app.config_path), kinds):
+        app.notify(f"note: built with other tools than the lock: {line}")
+
+
+def _check(app: App, graph, names, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+    """`--check`: rebuild each built node aside; report digests and reproducible kinds."""
+    from aivm.graph import scheduler
+    from aivm.inspect import check
+
+    store = app.store()
+    states = scheduler.resolve(graph, app.registry(), store, app.statcache(), names)
+    results = check.check(graph, app.registry(), store, states, list(states))
+    kinds = check.by_kind(results)
+    if as_json:
+        click.echo(json.dumps({"checked": [r.to_json() for r in results], "kinds": kinds},
+                              indent=2))
+    else:
+        for r in results:
+            why = f": {r.detail}" if r.detail else ""
+            click.echo(f"{r.name} ({r.kind}): {r.status}{why}")
+        click.echo("reproducible kinds: " + (", ".join(k for k, v in kinds.items()
+                                                       if v == "reproducible") or "none"))
+        differing = [k for k, v in kinds.items() if v == "differs"]
+        if differing:
+            click.echo("not reproducible: " + ", ".join(differing))
+    if any(r.status in ("differs", "failed") for r in results):
+        raise click.exceptions.Exit(1)
 
 
 def _print(report, *, as_json: bool, explain: bool, dry_run: bool,  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ import click
 from aivm.cli.app import App
 
 if TYPE_CHECKING:
-    from aivm.graph.gc import GcResult
+    from aivm.graph.gc import GcResult, RootInfo
 
 
 @click.command()
@@ -19,14 +19,24 @@ if TYPE_CHECKING:
 @click.option("--print-dead", is_flag=True, help="List the entries to remove.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
 @click.option("-y", "--yes", is_flag=True, help="Do not ask before removing.")
+@click.option("--max-freed", metavar="SIZE", help="Stop once SIZE is freed (oldest first): 2G.")
+@click.option("--older-than", metavar="DURATION",
+              help="Only unrooted entries created at least DURATION ago: 30d, 12h.")
+@click.option("--print-roots", is_flag=True, help="List each root and what holds it.")
 @click.pass_obj
 def gc(app: App, dry_run: bool, print_live: bool, print_dead: bool, as_json: bool,
-       yes: bool) -> None:
+       yes: bool, max_freed: str | None, older_than: str | None, print_roots: bool) -> None:
     """Remove store entries that no gc root (a defined VM, an explicit root) reaches."""
     from aivm.graph import gc as collector
+    from aivm.inspect.units import parse_duration, parse_size
 
     store = app.store()
-    preview = collector.collect(store, dry_run=True)
+    if print_roots:
+        _print_roots(collector.roots(store.ensure()), as_json)
+        return
+    preview = collector.collect(
+        store, dry_run=True, max_freed=None if max_freed is None else parse_size(max_freed),
+        older_than=None if older_than is None else parse_duration(older_than))
     if as_json:
         click.echo(json.dumps(_json(preview, dry_run), indent=2))
     else:
@@ -64,6 +74,18 @@ def _booted_states(result: GcResult) -> None:
             click.echo(f"booted state {path.name}: {_size(tree_size(path))}, {state}")
 
 
+def _print_roots(roots: list[RootInfo], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"roots": [r.to_json() for r in roots]}, indent=2))
+        return
+    for r in roots:
+        held = ", ".join(r.entries) or "(nothing)"
+        what = {"vm": f"VM {r.holder}", "explicit": f"explicit {r.holder}",
+                "pending": f"running aivm ({r.holder})"}[r.kind]
+        click.echo(f"{r.link} -> {held}  [{what}]{' (dangling)' if r.dangling else ''}")
+    click.echo(f"{len(roots)} roots")
+
+
 def _json(result: GcResult, dry_run: bool) -> dict[str, object]:
     return {"live": [str(p) for p in result.live], "dead": [str(p) for p in result.dead],
             "dead_bytes": result.dead_bytes, "dry_run": dry_run,
@@ -71,9 +93,6 @@ def _json(result: GcResult, dry_run: bool) -> dict[str, object]:
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{value} B"
+    from aivm.inspect.units import human_size
+
+    return human_size(n)

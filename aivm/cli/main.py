@@ -82,6 +82,7 @@ def _register() -> None:
         graph_cmd,
         help_cmd,
         host_cmd,
+        inspect_cmd,
         lifecycle_cmd,
         net_cmd,
         port_cmd,
@@ -99,7 +100,8 @@ def _register() -> None:
                "destroy": lifecycle_cmd.destroy, "status": status_cmd.status,
                "list": status_cmd.list_, "ssh": ssh_cmd.ssh, "ssh_config": ssh_cmd.ssh_config,
                "wait_ip": ssh_cmd.wait_ip}
-    for module in (workplace_cmd, host_cmd, net_cmd, help_cmd, port_cmd, cp_cmd, store_cmd):
+    for module in (workplace_cmd, host_cmd, net_cmd, help_cmd, port_cmd, cp_cmd, store_cmd,
+                   inspect_cmd):
         top += tuple(module.TOP)
         aliases.update(module.VM_ALIASES)
     for command in top:

@@ -11,11 +11,15 @@ the preview showed and is still dead.
 
 from __future__ import annotations
 
+import json
+import os
+import time
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from aivm.fsutil import identity
-from aivm.graph.store import MANIFEST, Root, Store, remove_tree, tree_size
+from aivm.fsutil import identity, is_locked
+from aivm.graph.store import MANIFEST, Manifest, Root, Store, remove_tree, tree_size
 
 
 @dataclass(frozen=True)
@@ -52,13 +56,18 @@ def live_set(store: Store) -> tuple[set[Path], list[Root]]:
     return live, dangling
 
 
-def collect(store: Store, *, dry_run: bool, shown: GcResult | None = None) -> GcResult:
+def collect(store: Store, *, dry_run: bool, shown: GcResult | None = None,
+            max_freed: int | None = None, older_than: float | None = None) -> GcResult:
     """Find (and unless `dry_run`, remove) what no root reaches. With `shown` (a preview),
-    remove only what it listed and is still dead now, under this lock."""
+    remove only what it listed and is still dead now, under this lock. `older_than`
+    (seconds): only dead entries created that long ago; `max_freed` (bytes): the oldest
+    dead entries first, stopping once that much is freed."""
     store.ensure()
     with store.lock(exclusive=True, wait=False):
         live, dangling = live_set(store)
         dead = [e for e in store.entries() if e not in live] + store.temporaries()
+        if shown is None:  # a collection after a preview removes what the preview chose
+            dead = _limited(dead, max_freed, older_than)
         kept: list[Path] = []
         if shown is not None:
             now = {p.name for p in dead}
@@ -80,3 +89,70 @@ def _sweep(store: Store, dead: list[Path], dangling: list[Root]) -> None:
         store.remove_root(root)
     for path in store.pending()[1]:  # pending roots of processes that are gone
         path.unlink(missing_ok=True)
+
+
+def _limited(dead: list[Path], max_freed: int | None, older_than: float | None) -> list[Path]:
+    if max_freed is None and older_than is None:
+        return dead
+    now = time.time()
+    aged = sorted(((_created(p), p) for p in dead), key=lambda t: (t[0], t[1].name))
+    if older_than is not None:
+        aged = [(t, p) for t, p in aged if now - t >= older_than]
+    out: list[Path] = []
+    freed = 0
+    for _t, path in aged:
+        if max_freed is not None and freed >= max_freed:
+            break
+        out.append(path)
+        freed += tree_size(path)
+    return sorted(out)
+
+
+def _created(path: Path) -> float:
+    """When an entry was committed (its manifest's date); a temp's or broken entry's mtime."""
+    try:
+        return datetime.fromisoformat(Manifest.from_json((path / MANIFEST).read_text())
+                                      .created).timestamp()
+    except (OSError, ValueError, KeyError, TypeError):
+        try:
+            return path.lstat().st_mtime
+        except OSError:
+            return time.time()
+
+
+@dataclass(frozen=True)
+class RootInfo:
+    """One gc root and what holds it."""
+
+    kind: str      # "vm" | "explicit" | "pending"
+    link: str      # its file under <store>/roots/
+    holder: str    # the VM, the explicit name, or "pid <n>"
+    entries: tuple[str, ...]
+    dangling: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return {"kind": self.kind, "link": self.link, "holder": self.holder,
+                "entries": list(self.entries), "dangling": self.dangling}
+
+
+def roots(store: Store) -> list[RootInfo]:
+    """Every root: VMs' and explicit links, and the pending roots of live aivm processes."""
+    out = []
+    top = store.root / "roots"
+    for root, link in sorted(store.root_links().items()):
+        target = store.entry_of(Path(os.path.normpath(link.parent / os.readlink(link))))
+        ok = target is not None and (target / MANIFEST).is_file()
+        name = target.name if target is not None else os.readlink(link)
+        out.append(RootInfo("vm" if root.vm else "explicit", str(link.relative_to(top)),
+                            root.vm or root.name, (name,), not ok))
+    folder = top / "pending"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+        if not is_locked(path):
+            continue
+        try:
+            held = tuple(sorted(str(n) for n in json.loads(path.read_text())))
+        except (OSError, ValueError):
+            held = ()
+        out.append(RootInfo("pending", str(path.relative_to(top)),
+                            f"pid {path.name.split('-')[0]}", held))
+    return out

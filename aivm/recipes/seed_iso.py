@@ -7,11 +7,15 @@ build time, so a new key makes a new seed.
 
 from __future__ import annotations
 
+import contextlib
 import io
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+from aivm import buildlog
 from aivm.errors import AivmError
 from aivm.graph.node import BuildContext, Node
 from aivm.recipes import render, values
@@ -56,15 +60,59 @@ class SeedIso(RecipeBase):
 
 
 def write_iso(path: Path, files: Mapping[str, bytes]) -> None:
+    """The ISO, bit-reproducible: every date in it is ISO_EPOCH in UTC (pycdlib would
+    stamp the wall clock in the local zone), files in sorted order."""
     import pycdlib
 
-    iso = pycdlib.PyCdlib()
-    iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
-    for name, data in files.items():
-        iso.add_fp(io.BytesIO(data), len(data), iso_path=f"/{ISO_NAMES[name]}.;1",
-                   rr_name=name, joliet_path=f"/{name}")
-    iso.write(str(path))
-    iso.close()
+    with _fixed_clock():
+        iso = pycdlib.PyCdlib()
+        iso.new(interchange_level=3, joliet=3, rock_ridge="1.09", vol_ident="cidata")
+        for name, data in sorted(files.items()):
+            iso.add_fp(io.BytesIO(data), len(data), iso_path=f"/{ISO_NAMES[name]}.;1",
+                       rr_name=name, joliet_path=f"/{name}")
+        iso.write(str(path))
+        iso.close()
+    buildlog.note(f"pycdlib: wrote {path.name} ({path.stat().st_size} bytes: "
+                  f"{', '.join(sorted(files))}), every date {ISO_DATE}")
+
+
+ISO_EPOCH = 1  # 1970-01-01T00:00:01Z, as Nix stamps its store (0 means "no date" to ISO 9660)
+ISO_DATE = "1970-01-01T00:00:01Z"
+_CLOCK_LOCK = threading.Lock()
+_PYCDLIB_TIME_USERS = ("pycdlib.pycdlib", "pycdlib.headervd", "pycdlib.dates", "pycdlib.utils")
+
+
+class _EpochClock:
+    """The `time` module as pycdlib's modules see it while a seed is written."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+    @staticmethod
+    def time() -> float:
+        return float(ISO_EPOCH)
+
+    @staticmethod
+    def localtime(secs: float | None = None) -> time.struct_time:
+        return time.gmtime(ISO_EPOCH if secs is None else secs)
+
+
+@contextlib.contextmanager
+def _fixed_clock() -> Iterator[None]:
+    """pycdlib has no date option: its modules' `time` is swapped (theirs only, under a lock
+    so parallel builds agree) for a clock stopped at ISO_EPOCH in UTC."""
+    import importlib
+
+    modules = [importlib.import_module(m) for m in _PYCDLIB_TIME_USERS]
+    with _CLOCK_LOCK:
+        saved = [m.time for m in modules]  # type: ignore[attr-defined]
+        for m in modules:
+            m.time = _EpochClock()  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            for m, t in zip(modules, saved, strict=True):
+                m.time = t  # type: ignore[attr-defined]
 
 
 def _id(value: Any, what: str) -> int | None:
