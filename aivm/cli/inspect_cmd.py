@@ -158,9 +158,11 @@ def log(app: App, target: str, as_json: bool) -> None:
         if path is None and last is not None:
             path = buildlog.find(store.root, last.key)
         if path is not None:
+            guest = path.with_name(path.name.removesuffix(".log") + ".console.log")
             logs.append({"node": name, "path": str(path), "failed": path.parent.name == "failed",
                          "current": path.name.startswith(key), "text": path.read_text(
-                             errors="replace")})
+                             errors="replace"),
+                         "builder_console": str(guest) if guest.is_file() else ""})
     console = _console(graph, vms.get(target, []))
     if not logs and console is None:
         raise AivmError(f"no build log for {target}",
@@ -174,6 +176,8 @@ def log(app: App, target: str, as_json: bool) -> None:
         old = "" if item["current"] else ", an earlier key"
         click.echo(f"==> {item['node']}: {state} log {item['path']}{old}")
         click.echo(item["text"].rstrip("\n"))
+        if item["builder_console"]:
+            click.echo(f"(the builder guest's console: {item['builder_console']})")
     if console is not None:
         click.echo(f"==> console log of VM {target}: {console['path']}")
         click.echo(console["text"].rstrip("\n") if console["readable"] else

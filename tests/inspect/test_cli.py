@@ -309,3 +309,31 @@ def test_build_check_reports_a_differing_entry(built: World, monkeypatch) -> Non
     assert data["checked"][0]["recorded"] != data["checked"][0]["rebuilt"]
     assert out(built, "build", "--check", "box.seed", code=1) == (
         "box.seed (seed-iso): differs\nreproducible kinds: none\nnot reproducible: seed-iso\n")
+
+
+def test_noop_build_imports_no_inspection_and_probes_no_tool(built: World) -> None:
+    """The no-op path stays lean: no networkx, no aivm.lock, no tool probe (a lock exists)."""
+    import subprocess
+    import sys
+
+    out(built, "lock", "--update")
+    code = (
+        "import sys\nfrom aivm.cli.main import cli\n"
+        f"cli(['--config', {str(built.config)!r}, '--store', {str(built.store)!r}, 'build'],"
+        " standalone_mode=False)\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('networkx', 'aivm.lock', "
+        "'aivm.inspect.why', 'aivm.inspect.check', 'plumbum'))))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout == "nothing to build: 6 nodes cached\n[]\n"
+
+
+def test_log_names_a_builder_console(built: World) -> None:
+    """A provision build keeps its builder guest's console beside its log: log names it."""
+    store = Store(built.store)
+    key = store.manifest(next(p for p in store.entries() if p.name.endswith("-box.seed"))).key
+    console = built.store / "log" / f"{key}.console.log"
+    console.write_text("[    0.0] Linux version\n")
+    text = out(built, "log", "box.seed")
+    assert text.endswith("every date 1970-01-01T00:00:01Z\n"
+                         "(the builder guest's console: ~/store/log/<key>.console.log)\n")
