@@ -4,8 +4,10 @@ A cache holds, per entry key, one *record*: the manifest, its signatures and
 the entry's items (aivm/cache/files.py); file contents are blobs addressed by
 their digest, so a second entry with the same file uploads nothing new.
 
-- `file:///srv/aivm-cache`: `aivm-cache-version`, `entries/<key>.json`, `blobs/<blake3>`.
-- `oci://registry/repo`: one OCI artifact per entry, tagged by its key (aivm/cache/oci.py).
+- `file:///srv/aivm-cache`: `aivm-cache-version`, `entries/<id>.json`, `blobs/<blake3>`.
+- `oci://registry/repo`: one OCI artifact per entry, tagged by its id (aivm/cache/oci.py).
+
+An id is the key and a digest of the node name (`record_id`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 from urllib.parse import unquote, urlsplit
+
+import blake3
 
 from aivm import fsutil
 from aivm.cache.files import CHUNK, Item
@@ -54,6 +58,13 @@ class Record:
                    tuple(Item.from_json(i) for i in data["items"]))
 
 
+def record_id(key: str, name: str) -> str:
+    """What a record is stored under: the key and the node name (keys leave names out, and
+    the same key under two names is two entries, which may differ: a qcow2's backing file
+    names its input's entry). A digest of the name keeps the id a valid OCI tag."""
+    return f"{key}-{blake3.blake3(name.encode()).hexdigest()[:16]}"
+
+
 class Unreachable(StoreError):
     """The cache cannot be reached or read (not: it lacks the entry)."""
 
@@ -61,8 +72,9 @@ class Unreachable(StoreError):
 class Cache(Protocol):
     url: str
 
-    def lookup(self, key: str) -> Record | None:
-        """The record of `key`, None when the cache lacks it; Unreachable when it can't tell."""
+    def lookup(self, key: str, name: str) -> Record | None:
+        """The record of (`key`, `name`); None when the cache lacks it, Unreachable when it
+        cannot tell."""
 
     def open_blob(self, item: Item) -> BinaryIO:
         """A stream of the file content of `item` (fetched lazily, never all in memory)."""
@@ -94,12 +106,12 @@ class FileCache:
     def _version(self) -> Path:
         return self.root / "aivm-cache-version"
 
-    def lookup(self, key: str) -> Record | None:
+    def lookup(self, key: str, name: str) -> Record | None:
         if not self._version().is_file():
             raise Unreachable(f"no aivm cache at {self.root}",
                               hint="push to it first (`aivm store push --to URL`)",
                               reason="cache-unreachable")
-        path = self.root / "entries" / f"{key}.json"
+        path = self.root / "entries" / f"{record_id(key, name)}.json"
         try:
             return Record.from_json(path.read_text())
         except FileNotFoundError:
@@ -119,7 +131,8 @@ class FileCache:
                 fsutil.atomic_write(self._version(), f"{RECORD_FORMAT}\n")
             sent = sum(self._put_blob(entry / i.path, i.blob, advance)
                        for i in record.items if i.type == "file")
-            fsutil.atomic_write(self.root / "entries" / f"{record.manifest.key}.json",
+            fsutil.atomic_write(self.root / "entries" /
+                                f"{record_id(record.manifest.key, record.manifest.name)}.json",
                                 record.to_json())
         except OSError as exc:
             raise Unreachable(f"cache {self.url}: cannot write: {exc}",

@@ -1,10 +1,11 @@
 """The OCI registry backend of binary caches (`oci://REGISTRY/REPOSITORY`), via `oras`.
 
-One artifact per entry, tagged by its key: the manifest's config blob is the entry's
-record (aivm/cache/backends.py Record: manifest, signatures, items) and each file is a
-layer whose annotation names its blake3, so registries deduplicate equal files by
-sha256 and a second VM on the same image uploads only what is new. Files are uploaded
-in chunks (PATCH) and downloaded as streams: a multi-GiB qcow2 is never in memory.
+One artifact per entry, tagged by its key and a digest of its name (`record_id`): the
+manifest's config blob is the entry's record (aivm/cache/backends.py Record: manifest,
+signatures, items) and each file is a layer whose annotation names its blake3, so
+registries deduplicate equal files by sha256 and a second VM on the same image uploads
+only what is new. Files are uploaded in chunks (PATCH) and downloaded as streams: a
+multi-GiB qcow2 is never in memory.
 
 Plain http is used for loopback registries (localhost, 127.0.0.0/8, ::1), as Docker does;
 https elsewhere. Credentials: AIVM_OCI_USER and AIVM_OCI_PASSWORD (basic auth, e.g. an
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from aivm.cache.backends import Record, Unreachable
+from aivm.cache.backends import Record, Unreachable, record_id
 from aivm.cache.files import Item
 from aivm.errors import StoreError
 from aivm.recipes.fetch import sha256_file
@@ -84,8 +85,8 @@ class OciCache:
             raise Unreachable(f"{self.host} answered /v2/ with HTTP {r.status_code}",
                               hint="is it an OCI registry?", reason="cache-unreachable")
 
-    def _target(self, key: str) -> Any:
-        return self._client().get_container(f"{self.host}/{self.repository}:{key}")
+    def _target(self, tag: str) -> Any:
+        return self._client().get_container(f"{self.host}/{self.repository}:{tag}")
 
     def _request(self, url: str, method: str = "GET", **kw: Any) -> Any:
         import requests
@@ -102,9 +103,9 @@ class OciCache:
         return response
 
     # lookup / fetch -----------------------------------------------------------------
-    def lookup(self, key: str) -> Record | None:
+    def lookup(self, key: str, name: str) -> Record | None:
         registry = self._client()
-        container = self._target(key)
+        container = self._target(record_id(key, name))
         response = self._request(f"{registry.prefix}://{container.manifest_url()}",
                                  headers={"Accept": MANIFEST_TYPE})
         if response.status_code == 404:
@@ -147,7 +148,7 @@ class OciCache:
     # upload ---------------------------------------------------------------------------
     def upload(self, entry: Path, record: Record, advance: Callable[[int], None]) -> int:
         registry = self._client()
-        container = self._target(record.manifest.key)
+        container = self._target(record_id(record.manifest.key, record.manifest.name))
         layers, sent, seen = [], 0, set()
         for item in record.items:
             if item.type != "file" or item.blob in seen:

@@ -52,18 +52,18 @@ class Substituter:
             self._caches[url] = open_cache(url)
         return self._caches[url]
 
-    def find(self, key: str, kind: str) -> tuple[Cache, Record] | None:
+    def find(self, key: str, name: str, kind: str) -> tuple[Cache, Record] | None:
         if kind in NOT_SHAREABLE:
             return None
         with self._lock:  # one "unreachable" line per cache, however many nodes ask
-            return self._find(key)
+            return self._find(key, name)
 
-    def _find(self, key: str) -> tuple[Cache, Record] | None:
+    def _find(self, key: str, name: str) -> tuple[Cache, Record] | None:
         for url in self.settings.substituters:
             if url in self._down:
                 continue
             try:
-                record = self._cache(url).lookup(key)
+                record = self._cache(url).lookup(key, name)
             except Unreachable as exc:
                 self._down.add(url)
                 self.notify(f"substituter {url} unreachable ({exc.message}); building instead")
@@ -75,7 +75,7 @@ class Substituter:
     def fetch(self, store: Store, key: str, name: str, kind: str,
               progress: ByteProgress | None) -> Path | None:
         """Commit the entry of `key` from the first cache that has it; None on a miss."""
-        hit = self.find(key, kind)
+        hit = self.find(key, name, kind)
         if hit is None:
             return None
         cache, record = hit

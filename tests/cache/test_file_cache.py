@@ -16,6 +16,7 @@ from aivm.cache.substitute import push
 from aivm.cli.app import App
 from aivm.cli.main import cli
 from aivm.graph.graph import Graph
+from aivm.graph.node import Node
 from aivm.graph.store import Store
 from tests.graph.fakes import FakeRegistry, chain_graph
 
@@ -35,10 +36,12 @@ def world(tmp_path: Path):
         path.write_text("\n".join(lines) + "\n")
         return path
 
+    extra: list[Node] = []
+
     def run(store: str, cfg: Path, *args: str):
         app = App(config_override=str(cfg), store_override=str(tmp_path / store),
                   registry_factory=lambda: registry,
-                  graph_factory=lambda app, vms: Graph(chain_graph()))
+                  graph_factory=lambda app, vms: Graph(chain_graph() + extra))
         return CliRunner().invoke(cli, list(args), obj=app, catch_exceptions=False)
 
     class World:
@@ -48,6 +51,7 @@ def world(tmp_path: Path):
     w.tmp, w.registry, w.secret, w.cache, w.config, w.run = (tmp_path, registry, secret,
                                                              cache, config, run)
     w.url = f"file://{cache}"
+    w.extra = extra
     w.pusher = config("a", secret_key_file=str(tmp_path / "keys" / "secret"), push_to=w.url)
     w.user = config("b", substituters=[w.url], trusted_keys=[secret.public])
     return w
@@ -198,3 +202,18 @@ def test_record_round_trips(world) -> None:
     for path in (w.cache / "entries").iterdir():
         record = Record.from_json(path.read_text())
         assert Record.from_json(record.to_json()) == record
+
+
+def test_one_key_under_two_names_is_two_records(world) -> None:
+    """Keys leave names out: `side2` has `side`'s key. Store B, whose graph has `side2`
+    too, substitutes it from its own record (a name mismatch was refused before)."""
+    w = world
+    _push_all(w)
+    w.extra.append(Node("side2", "text", {"text": "S"}))
+    report = _built(w.run("b", w.user, "build", "--json"))
+    assert report["nodes"]["side2"]["key"] == report["nodes"]["side"]["key"]
+    assert sorted(report["substituted"]) == NODES and report["built"] == ["side2"]
+    assert w.run("a", w.pusher, "build").exit_code == 0
+    assert w.run("a", w.pusher, "store", "push").exit_code == 0
+    report = _built(w.run("c", w.user, "build", "--json"))
+    assert sorted(report["substituted"]) == sorted(NODES + ["side2"])
