@@ -74,3 +74,14 @@ def test_lan_host_is_reachable_only_from_the_stack_namespace(realstack: RealStac
     assert not netns_exists(lan.netns)
     assert not pid_alive(lan.listener_pid)
     assert "aivmlan0" not in realstack.ns_run(["ip", "-br", "link"]).stdout
+
+
+def test_libvirtd_sees_the_hosts_cgroups(realstack: RealStack) -> None:
+    """libvirtd needs /sys/fs/cgroup to hot-plug virtiofs (it crashes without cgroups):
+    the harness enters the network namespace with nsenter, which keeps the host's /sys
+    (`ip netns exec` remounts /sys and hides it)."""
+    pid = realstack.daemon_pids()["libvirtd"]
+    with open(f"/proc/{pid}/mountinfo") as f:
+        mounts = f.read().splitlines()
+    assert any(line.split()[4] == "/sys/fs/cgroup" for line in mounts), mounts
+    assert os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net")
