@@ -1,0 +1,137 @@
+"""A VM's closure through a binary cache on an OCI registry, on the real stack.
+
+Debian's docker-registry serves 127.0.0.1:5000 inside the stack's network namespace;
+every aivm command that talks to it runs inside that namespace (`ip netns exec`).
+User A (store A) builds the VM graph (the Debian image from the host's mirror, outside
+the namespace, as every real-stack test builds it) and pushes it, signed. User B (same
+config and ssh key, another home, an empty store at another path) trusts A's key: its
+build substitutes every shareable node and builds only the domain XML (it names the
+store's own paths; rebuilt locally). Store A is deleted before B's VM boots; no file of
+B names a path of A; B's `aivm up` boots and answers ssh (the one boot of this module).
+Measured: A's cold build, B's substitution, bytes uploaded for a second VM on the image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from aivm.cache import sign
+from aivm.graph.store import Store
+from tests.cache import registry as reg
+from tests.e2e.aivm_user import AIVM, AivmUser, debian_user
+from tests.e2e.harness import RealStack
+
+pytestmark = [pytest.mark.realstack, pytest.mark.slow,
+              pytest.mark.skipif(not reg.available(), reason="needs docker-registry")]
+TIMES: dict[str, float] = {}
+
+
+def in_netns(user: AivmUser, *args: str) -> subprocess.CompletedProcess[str]:
+    """`aivm ARGS` inside the stack's namespace, where the registry listens."""
+    proc = subprocess.run(["ip", "netns", "exec", user.stack.netns, *AIVM, *args],
+                          env=user.env, text=True, capture_output=True, timeout=1500,
+                          cwd=user.home, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, f"aivm {' '.join(args)}:\n{proc.stdout}\n{proc.stderr}"
+    return proc
+
+
+def _store_section(**values: object) -> str:
+    return "\n[store]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+
+
+def _no_booted_state(text: str) -> str:
+    return text.replace("[behavior]\n", "[behavior]\nrestore_snapshots = false\n", 1)
+
+
+def test_closure_from_the_registry_boots(realstack_env: RealStack, tmp_path: Path) -> None:
+    stack = realstack_env
+    with reg.serving(tmp_path / "reg", stack.netns) as registry:
+        a = debian_user(stack, tmp_path / "a", tmp_path / "store-a")
+        a.edit(_no_booted_state)
+        secret = sign.keygen(tmp_path / "secret", "team-1")
+        a.edit(lambda t: t + _store_section(secret_key_file=str(tmp_path / "secret"),
+                                            push_to=registry.url))
+        started = time.monotonic()
+        a.run("build")
+        TIMES["cold build (store A)"] = time.monotonic() - started
+        pushed = in_netns(a, "store", "push")
+        assert re.search(r"pushed \d+ entries", pushed.stdout), pushed.stdout
+        assert "not pushed" in pushed.stdout and "domain" in pushed.stdout
+        first_bytes = int(re.search(r"\((\d+) bytes\)", pushed.stdout).group(1))
+
+        b_home = tmp_path / "b"
+        shutil.copytree(a.home, b_home, symlinks=True)
+        b = AivmUser(stack, b_home, tmp_path / "store-b")
+        b.edit(lambda t: t.split("\n[store]\n")[0] + _store_section(
+            substituters=[registry.url], trusted_keys=[secret.public]))
+        shutil.rmtree(a.store)  # nothing of A is left to lean on
+        started = time.monotonic()
+        report = json.loads(in_netns(b, "build", "--json").stdout)
+        TIMES["substitution (store B)"] = time.monotonic() - started
+        kinds = {n: s["kind"] for n, s in report["nodes"].items()}
+        assert report["substituted"] and report["failed"] == {}
+        assert sorted(report["built"]) == sorted(n for n, k in kinds.items()
+                                                  if k == "domain-xml"), report
+        assert set(report["substituted"]) | set(report["built"]) == set(kinds)
+        _names_no_path_of(b.store, str(a.store))
+        assert all(v.status == "ok" for v in _verdicts(b.store))
+
+        vm = _vm_named(b)
+        started = time.monotonic()
+        b.run("up", "--yes")
+        TIMES["up of the substituted VM (boot, ssh)"] = time.monotonic() - started
+        assert b.ssh(vm, "cat", "/etc/debian_version").stdout.strip()
+
+        # a second VM on the same image: only its own few entries are new to the registry
+        b.edit(lambda t: t.split("\n[store]\n")[0] + '\n[[vms]]\nname = "second"\n'
+               + _store_section(secret_key_file=str(tmp_path / "secret"),
+                                push_to=registry.url, substituters=[registry.url],
+                                trusted_keys=[secret.public]))
+        in_netns(b, "build", "second")
+        second = in_netns(b, "store", "push", "second")
+        TIMES["bytes uploaded, first push"] = first_bytes
+        TIMES["bytes uploaded, second VM"] = int(re.search(r"\((\d+) bytes\)",
+                                                           second.stdout).group(1))
+        assert TIMES["bytes uploaded, second VM"] < first_bytes / 10
+        print("\n".join(f"{k}: {v:.1f}" for k, v in TIMES.items()))
+
+
+def _vm_named(user: AivmUser) -> str:
+    match = re.search(r'(?m)^active_vm = "([^"]+)"', user.config.read_text())
+    return match.group(1) if match else "aivm"
+
+
+def _verdicts(store: Path):  # type: ignore[no-untyped-def]
+    from aivm.cache.verify import verify
+
+    return verify(Store(store))
+
+
+def _names_no_path_of(store: Path, other: str) -> None:
+    """No file, link or manifest in `store` mentions `other` (entries are relocatable)."""
+    needle = other.encode()
+    for dirpath, _dirs, files in os.walk(store):
+        for name in files:
+            path = Path(dirpath, name)
+            if path.is_symlink():
+                assert other not in os.readlink(path), path
+            elif path.stat().st_size < 64 << 20:
+                assert needle not in path.read_bytes(), path
+            else:
+                _grep_big(path, needle)
+
+
+def _grep_big(path: Path, needle: bytes) -> None:
+    with open(path, "rb") as fh:
+        tail = b""
+        while chunk := fh.read(16 << 20):
+            assert needle not in tail + chunk, path
+            tail = chunk[-len(needle):]
