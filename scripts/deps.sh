@@ -10,17 +10,19 @@ set -eu
 PACKAGES="libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils
 dnsmasq-base iptables nftables iproute2 mmdebstrap openssh-client libvirt-dev
 pkg-config gcc python3-venv python3-dev ovmf e2fsprogs genisoimage fdisk
-dosfstools mtools grub-pc-bin grub-efi-amd64-bin
-docker-registry apache2-utils"  # the last two: test-only (binary cache tests, htpasswd)
+dosfstools mtools grub-pc-bin grub-efi-amd64-bin"
+# Test-only (aivm never needs them at run time, so not in aivm/host/deps.py): the OCI
+# registry and htpasswd of the binary cache tests (tests/cache, tests/e2e/test_binary_cache.py).
+TEST_PACKAGES="docker-registry apache2-utils"
 
 missing=""
-for pkg in $PACKAGES; do
+for pkg in $PACKAGES $TEST_PACKAGES; do
     status=$(dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null || true)
     [ "$status" = "installed" ] || missing="$missing $pkg"
 done
 
 if [ -z "$missing" ]; then
-    echo "deps: all $(echo $PACKAGES | wc -w) packages present"
+    echo "deps: all $(echo $PACKAGES $TEST_PACKAGES | wc -w) packages present"
     exit 0
 fi
 
