@@ -29,7 +29,7 @@ def test_inspect_the_debian_image(shared_store: Path, tmp_path: Path) -> None:
     store = store_at(shared_store)
     node = debootstrap_node()
     overlay = Node("vm.overlay", "overlay", params={"size_gib": 4}, inputs={"base": node.name})
-    graph = Graph({node.name: node, overlay.name: overlay})
+    graph = Graph([node, overlay])
     from aivm.graph.statcache import StatCache
 
     statcache = StatCache(tmp_path / "stat.json")
