@@ -217,3 +217,42 @@ def test_one_key_under_two_names_is_two_records(world) -> None:
     assert w.run("a", w.pusher, "store", "push").exit_code == 0
     report = _built(w.run("c", w.user, "build", "--json"))
     assert sorted(report["substituted"]) == sorted(NODES + ["side2"])
+
+
+def test_auto_push_after_build(world) -> None:
+    w = world
+    cfg = w.config("auto", secret_key_file=str(w.tmp / "keys" / "secret"), push_to=w.url,
+                   auto_push=True)
+    result = w.run("a", cfg, "build")
+    assert result.exit_code == 0 and f"pushed 4 entries to {w.url}" in result.stderr
+    assert len(list((w.cache / "entries").iterdir())) == 4
+    report = _built(w.run("b", w.user, "build", "--json"))
+    assert sorted(report["substituted"]) == NODES
+
+
+def test_substitution_reports_bytes_as_progress(world) -> None:
+    from aivm.cache.substitute import Settings, Substituter
+
+    w = world
+    _push_all(w)
+    a = Store(w.tmp / "a")
+    entry = next(e for e in a.entries() if e.name.endswith("-top"))
+    manifest = a.manifest(entry)
+    seen: list[tuple[int, int | None]] = []
+
+    class Bytes:
+        def advanced(self, nbytes: int, total: int | None) -> None:
+            seen.append((nbytes, total))
+
+        def reached(self, position: int, total: int | None) -> None:
+            raise AssertionError("a substitution reports increments")
+
+    sub = Substituter(Settings(substituters=(w.url,), trusted_keys=(w.secret.public,)),
+                      notify=lambda line: None)
+    b = Store(w.tmp / "b2").ensure()
+    path = sub.fetch(b, manifest.key, "top", "text", Bytes())
+    assert path is not None and (path / "out.txt").read_text() == \
+        (entry / "out.txt").read_text()
+    size = (entry / "out.txt").stat().st_size
+    assert sum(n for n, _ in seen) == size and {t for _, t in seen} == {size}
+    assert sub.fetch(b, "f" * 64, "top", "text", Bytes()) is None  # a miss
