@@ -50,6 +50,7 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
                               notify=lambda line: click.echo(line, err=True))
     outcome = session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
     result = {"vm": session.vm.name, "built": report.built, "dry_run": dry_run,
+              "substituted": report.substituted,
               "steps": [s.title for s in plan.steps], "notes": list(plan.notes),
               "ran": [title for title, _ in outcome.ran], "build_seconds": built_at - started}
     if not dry_run and not no_wait:
