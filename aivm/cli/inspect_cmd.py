@@ -150,7 +150,7 @@ def log(app: App, target: str, as_json: bool) -> None:
 
     graph, states, names, vms = _resolved(app, (target,))
     store = app.store()
-    logs = []
+    logs: list[dict[str, Any]] = []
     for name in names:
         key = states[name].key
         path = buildlog.find(store.root, key)
@@ -217,12 +217,13 @@ def lock(app: App, names: tuple[str, ...], update: bool, as_json: bool) -> None:
     states = scheduler.resolve(app.graph(()), app.registry(), app.store(), app.statcache())
     now = locks.current(states, app.registry(), app.store())
     old = locks.read(path)
+    new: locks.Lock | None
     if update:
         new = locks.merged(old, now, names)
         changes = locks.differences(old or locks.Lock(), new)
         locks.write(path, new)
     else:
-        new, changes = old, locks.differences(old, now) if old else []
+        new, changes = old, (locks.differences(old, now) if old else [])
     if as_json:
         click.echo(json.dumps({"path": str(path), "exists": new is not None, "updated": update,
                                "differences": changes,

@@ -17,7 +17,7 @@ from typing import Any
 
 from aivm.activate import accel, disk, firewall, live
 from aivm.config import init
-from aivm.config.schema import Config, ImageSource, Network
+from aivm.config.schema import Accel, Config, ImageSource, Network
 from aivm.errors import AivmError, ConfigError
 from aivm.host import deps
 
@@ -190,7 +190,7 @@ def privilege_check(uri: str, p: Probes) -> Check:
 
 def kvm_check(p: Probes) -> Check:
     choice = p.accel()
-    if choice.accel is accel.Accel.KVM:
+    if choice.accel is Accel.KVM:
         return Check("kvm", Level.PASS, f"KVM usable ({choice.reason})", required=False)
     return Check("kvm", Level.WARN,
                  f"KVM unusable ({choice.reason}): guests run under QEMU emulation, "

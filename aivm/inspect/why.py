@@ -35,7 +35,7 @@ class Hop:
 
 
 def dependency_graph(store: Store, states: Mapping[str, Any],
-                     vm_nodes: Mapping[str, Iterable[str]]):  # type: ignore[no-untyped-def]
+                     vm_nodes: Mapping[str, Iterable[str]]) -> Any:
     """A networkx DiGraph: entry -> input entry, "vm:<name>" -> its nodes' and roots' entries.
     `states`: node name -> NodeState (scheduler.resolve); `vm_nodes`: VM -> its node names."""
     import networkx as nx

@@ -111,7 +111,7 @@ def is_blocked(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> bool:
     """Whether `net` overlaps a range the firewall always drops (private, loopback, ...)."""
     from aivm.recipes.nft_ruleset import BLOCKED_V4, BLOCKED_V6
 
-    return any(net.version == b.version and net.overlaps(b)  # type: ignore[arg-type]
+    return any(net.version == b.version and net.overlaps(b)
                for b in map(ipaddress.ip_network, BLOCKED_V4 + BLOCKED_V6))
 
 

@@ -27,6 +27,7 @@ import select
 import socket
 import sys
 import time
+from typing import Any
 
 HEAD_LIMIT = 64 * 1024
 DROP_HEADERS = (b"proxy-connection", b"connection", b"keep-alive", b"proxy-authorization")
@@ -81,7 +82,7 @@ def parse(head: bytes) -> tuple[str, str, int, bytes]:
     return method, host, port, b"\r\n".join([first, *kept, b"Connection: close"]) + b"\r\n\r\n"
 
 
-def resolve(host: str, port: int, declared: set[str]) -> list[tuple]:
+def resolve(host: str, port: int, declared: set[str]) -> list[tuple[Any, ...]]:
     """The sockaddrs to try, after the fence check."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -89,7 +90,7 @@ def resolve(host: str, port: int, declared: set[str]) -> list[tuple]:
         raise Refused(f"cannot resolve {host}: {exc}") from None
     if f"{host}:{port}" in declared:
         return [i[4] for i in infos]
-    addrs = [ipaddress.ip_address(i[4][0].split("%", 1)[0]) for i in infos]
+    addrs = [ipaddress.ip_address(str(i[4][0]).split("%", 1)[0]) for i in infos]
     bad = [str(a) for a in addrs if not a.is_global]
     if not addrs or bad:
         raise Refused(f"{host}:{port} resolves to a non-public address ({', '.join(bad)}); "
@@ -97,7 +98,7 @@ def resolve(host: str, port: int, declared: set[str]) -> list[tuple]:
     return [i[4] for i in infos]
 
 
-def connect(addrs: list[tuple], port: int) -> socket.socket:
+def connect(addrs: list[tuple[Any, ...]], port: int) -> socket.socket:
     last: OSError | None = None
     for addr in addrs:
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
@@ -119,7 +120,7 @@ def pump(sock: socket.socket, pending: bytes) -> None:
         sock.sendall(pending)
     client_open = True
     while True:
-        watch = [sock, 0] if client_open else [sock]
+        watch: list[Any] = [sock, 0] if client_open else [sock]
         ready, _, _ = select.select(watch, [], [], 600)
         if not ready:
             return

@@ -30,7 +30,7 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
@@ -305,7 +305,7 @@ def export_boot(base: Path, into: Path) -> None:
 
 def check_field(field: str, value: Any) -> None:
     """One `[[provisions]]` field, checked by the parsers the build uses (config lint)."""
-    parsers = {"packages": values.packages,
+    parsers: dict[str, Callable[[Any], object]] = {"packages": values.packages,
                "run": lambda v: [shell_step(s) for s in _list(v, "run")],
                "apt_sources": lambda v: [source_line(s) for s in _list(v, "apt_sources")],
                "allow": lambda v: [target(t) for t in _list(v, "allow")],

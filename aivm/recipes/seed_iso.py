@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from time import struct_time
 from typing import Any, ClassVar
 
 from aivm import buildlog
@@ -93,7 +94,7 @@ class _EpochClock:
         return float(ISO_EPOCH)
 
     @staticmethod
-    def localtime(secs: float | None = None) -> time.struct_time:
+    def localtime(secs: float | None = None) -> struct_time:
         return time.gmtime(ISO_EPOCH if secs is None else secs)
 
 
@@ -105,7 +106,7 @@ def _fixed_clock() -> Iterator[None]:
 
     modules = [importlib.import_module(m) for m in _PYCDLIB_TIME_USERS]
     with _CLOCK_LOCK:
-        saved = [m.time for m in modules]  # type: ignore[attr-defined]
+        saved = [m.time for m in modules]
         for m in modules:
             m.time = _EpochClock()  # type: ignore[attr-defined]
         try:

@@ -191,12 +191,12 @@ def ssh_path(value: Any, what: str = "path") -> str:
     """A host path that ends up in ssh_config (IdentityFile): besides host_path, no quotes,
     backslashes or '%' (ssh_config has no portable escape for them; '%' starts a token) and
     no surrounding spaces. Spaces inside are quoted by aivm/guest/ssh.py."""
-    value = host_path(value, what)
-    if _SSH_FORBIDDEN.search(value) or value != value.strip():
-        raise invalid(what, value, "ssh_config cannot hold quotes, backslashes, '%' or "
+    path = host_path(value, what)
+    if _SSH_FORBIDDEN.search(path) or path != path.strip():
+        raise invalid(what, path, "ssh_config cannot hold quotes, backslashes, '%' or "
                       "surrounding spaces in a path",
                       hint=f"move the file to a plain path and set {what} to it")
-    return value
+    return path
 
 
 def read_small_file(path: Path, what: str, limit: int = 1 << 20) -> bytes:
