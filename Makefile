@@ -18,8 +18,11 @@ $(STAMP): pyproject.toml scripts/deps.sh
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Every test, the real-stack ones included (they need root: libvirtd, QEMU, netns).
+# Lint and types, then every test, the real-stack ones included (they need root:
+# libvirtd, QEMU, netns).
 test: install
+	$(VENV)/bin/ruff check aivm tests bench demo
+	$(VENV)/bin/mypy --strict aivm
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # Fast tests only: no daemon, no guest.
@@ -27,8 +30,8 @@ unit: install
 	$(PY) -m pytest -q -m "not realstack and not slow"
 
 lint: install
-	$(VENV)/bin/ruff check aivm tests
-	$(VENV)/bin/mypy --strict aivm/graph
+	$(VENV)/bin/ruff check aivm tests bench demo
+	$(VENV)/bin/mypy --strict aivm
 
 bench: install
 	bash scripts/bench-deps.sh

@@ -9,6 +9,7 @@ second `aivm up` is "nothing to do".
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -180,7 +181,7 @@ def roots_step(store: Store, art: Artifacts) -> Step | None:
         return None
     actions = tuple(Action.api(f"keep {p.name} while VM {art.vm.name} exists",
                                f"symlink {store.root}/roots/{r.relpath} -> {p}",
-                               lambda r=r, p=p: store.add_root(r, p, hold_previous=True))
+                               functools.partial(store.add_root, r, p, hold_previous=True))
                     for r, p in sorted(wanted.items()) if have.get(r) != p)
     return Step(f"Record the store entries of VM {art.vm.name} as gc roots",
                 "gc must not remove what a defined VM uses", actions,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any
 
 import click
 
@@ -49,7 +50,7 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
                               booted=session.cfg.behavior.restore_snapshots,
                               notify=lambda line: click.echo(line, err=True))
     outcome = session.execute(plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
-    result = {"vm": session.vm.name, "built": report.built, "dry_run": dry_run,
+    result: dict[str, Any] = {"vm": session.vm.name, "built": report.built, "dry_run": dry_run,
               "substituted": report.substituted,
               "steps": [s.title for s in plan.steps], "notes": list(plan.notes),
               "ran": [title for title, _ in outcome.ran], "build_seconds": built_at - started}
