@@ -3,11 +3,12 @@
 q35, a virtio disk at the VM's writable disk path (per-VM state, not the
 store), the seed as a read-only cdrom on virtio-scsi (the Debian cloud kernel
 has no AHCI), a virtio NIC on the aivm network, a serial console logged to a
-file, virtio-rng, memfd shared memory so virtiofs can be attached later, four
-spare PCIe root ports (q35 hot-plugs only into free ones: `shared` folders, the
-export added after a booted-state restore), and
-(when `shared_root` is set) the VM's one shared-root virtiofs export, present
-from the first boot so that attaching a folder never needs a restart.
+file, virtio-rng, memfd shared memory so virtiofs can be attached later, twelve
+PCIe root ports (q35 hot-plugs only into free ones; the devices take about seven,
+the rest serve `shared` folders and the export added after a booted-state
+restore), a `<genid/>` (libvirt picks it), and (when `shared_root` is set) the
+VM's one shared-root virtiofs export, present from the first boot so that
+attaching a folder never needs a restart.
 Boot is direct kernel boot when the base image exported a kernel
 (`boot.json`), else from the disk's own bootloader. `firmware` is SeaBIOS
 (`bios`) or OVMF (`efi`, Secure Boot and enrolled keys off: an image's GRUB may
