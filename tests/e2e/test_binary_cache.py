@@ -86,9 +86,12 @@ def test_closure_from_the_registry_boots(realstack_env: RealStack, tmp_path: Pat
 
         vm = _vm_named(b)
         started = time.monotonic()
-        b.run("up", "--yes")
-        TIMES["up of the substituted VM (boot, ssh)"] = time.monotonic() - started
-        assert b.ssh(vm, "cat", "/etc/debian_version").stdout.strip()
+        try:
+            b.run("up", "--yes")
+            TIMES["up of the substituted VM (boot, ssh)"] = time.monotonic() - started
+            assert b.ssh(vm, "cat", "/etc/debian_version").stdout.strip()
+        finally:  # the stack is the session's: later modules bring up a VM of this name
+            b.run("destroy", vm, "--yes", check=False)
 
         # a second VM on the same image: only its own few entries are new to the registry
         b.edit(lambda t: t.split("\n[store]\n")[0] + '\n[[vms]]\nname = "second"\n'
