@@ -241,10 +241,12 @@ def store_access_check(store: Path, p: Probes) -> Check:
     from aivm.graph.store import Store
 
     user = p.hypervisor_user()
+    from aivm.activate.snapshot import STATE_FILE
+
     files = [store / "entry"]  # a child: the store and every directory above need search (x)
-    if store.is_dir():
+    if store.is_dir():  # a memory state is owner-only on purpose: libvirtd (root) opens it
         files += [f for e in Store(store).entries() for f in sorted(e.iterdir())
-                  if f.name != "manifest.json"]
+                  if f.name not in ("manifest.json", STATE_FILE)]
     problems = disk.unreadable(files, user)
     step = disk.access_step(problems, user)
     if step is None:

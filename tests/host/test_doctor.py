@@ -161,3 +161,33 @@ def test_sudo_adds_firewall_and_json_shape(host) -> None:
                                   "detail": "nft table inet aivm_aivm applied", "fix": "",
                                   "required": False}
     assert [c["name"] for c in data["checks"]][-3:] == ["subnet", "network aivm", "firewall aivm"]
+
+
+def test_store_access_leaves_out_owner_only_memory_states(tmp_path: Path) -> None:
+    """A booted state's memory file is 0400 on purpose (libvirtd, as root, opens it for
+    QEMU); the hypervisor user must read every other file (found on the real stack:
+    doctor failed after a booted state was saved)."""
+    import os
+    import tempfile
+
+    from aivm.graph.store import Store
+
+    root = Path(tempfile.mkdtemp(prefix="aivm-doctor-", dir="/var/tmp"))
+    try:
+        os.chmod(root, 0o755)
+        store = Store(root / "store").ensure()
+        entry = store.root / ("0" * 32 + "-box.booted-state")
+        entry.mkdir(mode=0o755)
+        (entry / "disk.qcow2").write_bytes(b"layer")
+        (entry / "memory.state").write_bytes(b"state")
+        os.chmod(entry / "disk.qcow2", 0o444)
+        os.chmod(entry / "memory.state", 0o400)
+        probes = fake_probes(tmp_path, hypervisor_user=lambda: "nobody")
+        assert doctor.store_access_check(store.root, probes).level is Level.PASS
+        os.chmod(entry / "disk.qcow2", 0o400)   # a file QEMU opens itself must stay readable
+        check = doctor.store_access_check(store.root, probes)
+        assert check.level is Level.FAIL and "disk.qcow2" in check.fix
+    finally:
+        import shutil
+
+        shutil.rmtree(root)
