@@ -1,9 +1,13 @@
 """Fixtures for the real-stack tests (root, QEMU, libvirtd in a network namespace).
 
-`realstack` is one `RealStack` for the whole session; tests that must watch a
-stack come and go (the harness's own smoke test) make their own and request
-`realstack_host` for the skip check only. When a test fails, the tails of
-every live stack's console and QEMU logs are attached to its report.
+`realstack` is one `RealStack` per test module: a module's VMs, networks and nft
+tables (a firewall it tampered with, an egress policy it left) go with its stack,
+so no module sees another's leftovers; starting one costs a few seconds (libvirt's
+QEMU probe is cached), while the image store stays shared for the session
+(tests/conftest.py). Tests that must watch a stack come and go (the harness's own
+smoke test) make their own and request `realstack_host` for the skip check only.
+When a test fails, the tails of every live stack's console and QEMU logs are
+attached to its report.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ def realstack_host() -> None:
         pytest.skip(f"real stack unavailable: {reason}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def realstack(realstack_host: None) -> Iterator[RealStack]:
     with RealStack() as stack:
         yield stack
