@@ -54,6 +54,9 @@ def user(realstack: RealStack, shared_store: Path, mirror: str,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[AivmUser]:
     person = debian_user(realstack, tmp_path_factory.mktemp("home"), shared_store)
     person.set_vm_key("image", '"tools"')
+    # re-creation must boot a fresh disk on the layer here (what provisioning is for): a
+    # booted-state restore would bring back the first boot's disk, host keys included
+    person.edit(lambda t: t.replace("[behavior]\n", "[behavior]\nrestore_snapshots = false\n", 1))
     person.edit(lambda t: t + f'\n[[provisions]]\nname = "tools"\nbase = "debian"\n'
                               f'packages = {list(PACKAGES)!r}\n'
                               f'apt_sources = ["{mirror}"]\n'
