@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import fcntl
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from enum import Enum
@@ -106,30 +105,12 @@ def _acquire(fd: int, lock: Path) -> None:
 
 
 def _replace(path: Path, data: bytes) -> None:
-    """Atomically replace `path`: temp file in the same directory, fsync, rename, fsync dir."""
+    """Atomically replace `path` (fsynced, keeping its mode) and remember its new stamp."""
+    from aivm import fsutil
+
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
+    fsutil.atomic_write(path, data, mode=mode)
     stamp.remember(path, stamp.read(path)[1])  # type: ignore[index]
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # ---- the edits callers make -------------------------------------------------
