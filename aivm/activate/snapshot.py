@@ -525,6 +525,11 @@ def save_and_restore(ctx: Context, key: str, ip: str, mac: str,
     entry, _built = ctx.store.commit(key, entry_name(name), build, describe)
     os.chmod(entry / STATE_FILE, 0o400)  # commit makes files 0444; the memory is private
     ctx.store.add_root(Root(name, ROOT), entry)
+    # the VM's disk now sits on this entry: say so where `up` looks for the image under the
+    # disk (activate/up.py backing_root_step), so the next `up` has nothing to record
+    from aivm.activate.up import DISK_BACKING
+
+    ctx.store.add_root(Root(name, DISK_BACKING), entry)
     t1 = time.monotonic()
     try:
         restore(ctx, entry)

@@ -31,6 +31,9 @@ TIMINGS: dict[str, float] = {}
 def user(realstack: RealStack, shared_store: Path, tmp_path_factory) -> Iterator[AivmUser]:
     person = debian_user(realstack, tmp_path_factory.mktemp("home"), shared_store)
     person.set_vm_key("uid", "1234")
+    # the classic path, asserted step by step: boot, restart, re-create by booting a fresh
+    # disk (booted-state saves and restores have their own module, test_booted_state.py)
+    person.edit(lambda t: t.replace("[behavior]\n", "[behavior]\nrestore_snapshots = false\n", 1))
     person.edit(lambda t: t.replace("[networks.firewall]\n",
                                     f"[networks.firewall]\nallow_tcp_ports = [{ALLOWED}]\n", 1))
     yield person
