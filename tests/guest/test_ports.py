@@ -4,6 +4,7 @@ supervisor script, the steps down/destroy add, the config's [[vms.ports]] checks
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -105,6 +106,11 @@ def test_down_stops_a_running_supervisor() -> None:
     proc = subprocess.Popen(["sh", "-c", "sleep 60", "aivm-port-supervisor"])
     try:
         ports._write(ports._file("box", "pid"), f"{proc.pid}\n")
+        # until the child has exec'd sh, its command line is still the test's python
+        cmdline = Path(f"/proc/{proc.pid}/cmdline")
+        deadline = time.monotonic() + 10
+        while b"aivm-port-supervisor" not in cmdline.read_bytes() and time.monotonic() < deadline:
+            time.sleep(0.01)
         ports._write(ports._file("box", "forwards"), "-L 127.0.0.1:8000:localhost:8000\n")
         assert ports.supervisor_pid("box") == proc.pid
         step = ports.stop_step("box", "the VM stops")
