@@ -17,9 +17,9 @@ from aivm.graph.statcache import StatCache
 
 if TYPE_CHECKING:
     from aivm.activate.accel import AccelChoice
-    from aivm.cli.app import App
     from aivm.config.schema import Config
     from aivm.graph.graph import Graph
+    from aivm.session import Env as App
 
 # A file that a real run would create before using it (the ssh key of a previewed config):
 # in a dry run it is keyed by this placeholder instead of its (absent) content.

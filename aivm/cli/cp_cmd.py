@@ -7,7 +7,7 @@ import sys
 import click
 
 from aivm.cli.app import App
-from aivm.cli.session import Session
+from aivm.cli.session import open_vm
 
 
 @click.command()
@@ -26,7 +26,7 @@ def cp(app: App, paths: tuple[str, ...]) -> None:
 
     cfg = app.config()
     t = copy.transfer(paths, frozenset(v.name for v in cfg.vms))
-    session = Session.open(app, t.vm)
+    session = open_vm(app, t.vm)
     target = guest_target(session)
     sshconf.record(target)
     cmd = copy.command(t, target, copy.guest_tools(target), host_rsync=bool(which("rsync")),

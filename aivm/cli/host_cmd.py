@@ -13,12 +13,12 @@ from aivm.cli.options import approval, vm_argument
 from aivm.cli.session import vm_name as vm_name_of
 
 if TYPE_CHECKING:
-    from aivm.activate.approve import Policy
     from aivm.activate.firewall import Live, Probe
     from aivm.activate.plan import Plan
     from aivm.config.schema import Config, Network
     from aivm.graph.graph import Graph
     from aivm.graph.scheduler import BuildReport, NodeState
+    from aivm.session import Policy
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -241,14 +241,13 @@ def update(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes
            yes_sudo: bool, restart: str, as_json: bool) -> None:
     """Reconcile a defined VM with its config: cpus, memory, disk growth, network, firewall."""
     from aivm.activate import update as reconcile
-    from aivm.cli.session import Session
+    from aivm.cli.session import Flags, open_vm
 
-    session = Session.open(app, vm_name_of(vm_name, vm_opt))
-    art = session.probed(session.artifacts(session.build(quiet=as_json)), yes=yes,
-                         yes_sudo=yes_sudo, dry_run=dry_run)
+    session = open_vm(app, vm_name_of(vm_name, vm_opt), Flags(yes, yes_sudo, dry_run))
+    art = session.probed(session.artifacts(session.build(quiet=as_json)))
     result = reconcile.plan_update(session.conn(), app.store(), art,
                                    restart=reconcile.Restart(restart))
-    outcome = session.execute(result.plan, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    outcome = session.execute(result.plan)
     if as_json:
         click.echo(json.dumps({
             "vm": session.vm.name, "dry_run": dry_run, "running": result.running,
@@ -292,31 +291,26 @@ def _build(app: App, graph: Graph, targets: Iterable[str]) -> BuildReport:
 
 
 def _policy(app: App, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Policy:
-    """The approval policy under the config's [behavior] (defaults without a config)."""
-    from aivm.activate import approve
-    from aivm.config.schema import Behavior
-    from aivm.errors import ConfigError
+    """The command's policy under the config's [behavior] (defaults without a config)."""
+    from aivm.cli.session import Flags, policy
 
-    try:
-        behavior = app.config().behavior
-    except ConfigError:
-        behavior = Behavior()
-    return approve.Policy.of(behavior, yes=yes or app.yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    return policy(app, Flags(yes, yes_sudo, dry_run))
 
 
 def _execute(app: App, plan: Plan, *, yes: bool, yes_sudo: bool, dry_run: bool) -> None:
     """Preview, approve and run `plan`."""
-    from aivm.activate import approve
+    from aivm import session
 
-    approve.execute(plan, _policy(app, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run))
+    session.execute(plan, _policy(app, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run),
+                    session.Callbacks())
 
 
 def _read_fw(app: App, probe: Probe, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Live:
     """Phase one: the firewall's read-only root probe, shown and approved like a step."""
-    from aivm.activate import approve
+    from aivm import session
 
-    policy = _policy(app, yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
-    return probe.read(approve.probe(probe.step(), policy))
+    return session.read_firewall(probe, _policy(app, yes=yes, yes_sudo=yes_sudo,
+                                                dry_run=dry_run), session.Callbacks())
 
 
 # Registered by aivm/cli/main.py: top-level commands, and `aivm vm NAME` aliases.

@@ -57,8 +57,10 @@ def denied(app: App, network: str | None, as_json: bool) -> None:
     netw = nets.chosen(cfg, network)
     entries: tuple[egress.Denied, ...] = ()
     if netw.egress.policy != "open":
-        policy = approve.Policy.of(cfg.behavior, yes=app.yes, yes_sudo=False, dry_run=False)
-        results = approve.probe(egress.denied_step(netw.name), policy)
+        from aivm.session import Flags, Policy
+
+        policy = Policy.of(cfg.behavior, Flags(yes=app.yes))
+        results = approve.probe(egress.denied_step(netw.name), policy.approval)
         entries = egress.denied(netw.name, results or {})
     if as_json:
         click.echo(json.dumps({"network": netw.name, "policy": str(netw.egress.policy),

@@ -7,7 +7,7 @@ import json
 import click
 
 from aivm.cli.app import App
-from aivm.cli.session import Session
+from aivm.cli.session import Session, open_vm
 
 
 @click.command()
@@ -33,7 +33,7 @@ def port(app: App, words: tuple[str, ...], address: str | None, remove: tuple[in
     from aivm.guest import ports
 
     vm_name, specs = _split(app, words)
-    session = Session.open(app, vm_name)
+    session = open_vm(app, vm_name)
     vm = session.vm
     for host in remove:
         ports.remove(vm, host)
@@ -63,11 +63,10 @@ def _split(app: App, words: tuple[str, ...]) -> tuple[str | None, tuple[str, ...
 
 
 def _apply(session: Session) -> None:
-    from aivm.activate.up import running_target
     from aivm.guest import ports
 
     vm = session.vm
-    target = running_target(session.conn(), vm)
+    target = session.running_target()
     if target is None:
         click.echo(f"VM {vm.name} is not running: its ports are published when it starts "
                    f"(aivm up {vm.name})", err=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -45,13 +45,20 @@ def _would_build(app: App, graph: Graph, targets: list[str] | None) -> BuildRepo
     states = scheduler.resolve(graph, app.registry(), app.store(), app.statcache(), targets)
     stale = {name: state.reasons for name, state in states.items() if not state.cached}
     if stale:
-        click.echo(f"would build {len(stale)} node(s):")
-        for name, reasons in stale.items():
-            click.echo(f"  {name}: {'; '.join(reasons)}")
-        click.echo(f"the plan depends on them: `aivm build {' '.join(stale)}`, then run this "
-                   "command again with --dry-run to see it")
+        show_would_build(stale)
         click.get_current_context().exit(0)
     return scheduler.BuildReport(states)
+
+
+def show_would_build(stale: Mapping[str, Sequence[str]], then: str = "") -> None:
+    """A dry run's stale nodes and why, and how to see the plan that depends on them."""
+    import click
+
+    click.echo(f"would build {len(stale)} node(s):")
+    for name, reasons in stale.items():
+        click.echo(f"  {name}: {'; '.join(reasons)}")
+    click.echo(then or f"the plan depends on them: `aivm build {' '.join(stale)}`, then run "
+               "this command again with --dry-run to see it")
 
 
 class BuildProgress:

@@ -1,93 +1,68 @@
-"""What the lifecycle commands share: resolve the VM, build it, connect, run a plan."""
+"""The CLI's side of the core facade (aivm/session.py): click and rich callbacks, and
+opening a session from a command's options."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING
 
 import click
 
 from aivm.cli.app import App
+from aivm.session import Callbacks, Flags, Policy, Session, policy_for
 
 if TYPE_CHECKING:
-    from aivm.activate.approve import Outcome, Policy
-    from aivm.activate.firewall import Live, Probe
-    from aivm.activate.plan import Plan
-    from aivm.activate.up import Artifacts
-    from aivm.config.schema import Config, Vm
+    from aivm.graph.graph import Graph
     from aivm.graph.scheduler import BuildReport
+    from aivm.session import PhaseSink
+
+__all__ = ["Flags", "Policy", "Session", "callbacks", "open_vm", "policy", "vm_name"]
 
 
-@dataclass
-class Session:
-    app: App
-    cfg: Config
-    vm: Vm
+def _note(text: str) -> None:
+    click.echo(text, err=True)
 
-    @classmethod
-    def open(cls, app: App, name: str | None, *, implicit: bool = False) -> Session:
-        from aivm.config.resolve import resolve_vm
 
-        cfg = app.config(implicit=implicit)
-        if name == ".":
-            name = None
-        return cls(app, cfg, resolve_vm(cfg, name, Path.cwd()))
+def _warn(text: str) -> None:
+    click.secho(text, fg="yellow", err=True)
 
-    def warn_accel(self) -> None:
-        from aivm import model
 
-        warning = model.accel_for(self.app, self.vm.accel).warning
-        if warning:
-            click.secho(f"warning: {warning}", fg="yellow", err=True)
+def _alarm(text: str) -> None:
+    click.secho(text, fg="red", bold=True, err=True)
 
-    def build(self, *, quiet: bool = False) -> BuildReport:
-        """Build the VM's stale nodes; a dry run builds nothing (aivm/cli/progress.py)."""
+
+def _say(text: str) -> None:
+    click.echo(text)
+
+
+def _waiting(vm: str, enabled: bool) -> AbstractContextManager[PhaseSink]:
+    from aivm.cli.waiting import PhaseDisplay
+
+    return PhaseDisplay(vm, enabled=enabled)
+
+
+def callbacks(app: App) -> Callbacks:
+    """The terminal's callbacks: click for lines, rich for the build and the wait."""
+
+    def build(graph: Graph, quiet: bool) -> BuildReport:
         from aivm.cli import progress
 
-        return progress.build(self.app, self.app.graph((self.vm.name,)), quiet=quiet)
+        return progress.build(app, graph, quiet=quiet)
 
-    def artifacts(self, report: BuildReport) -> Artifacts:
-        from aivm.activate.up import Artifacts
+    return Callbacks(note=_note, warn=_warn, alarm=_alarm, say=_say, build=build,
+                     waiting=_waiting)
 
-        network = self.cfg.network(self.vm.network)
-        assert network is not None  # vm_graph already refused an unknown network
-        return Artifacts(self.vm, network, report.states)
 
-    def conn(self) -> Any:
-        from aivm.activate import live
+def open_vm(app: App, name: str | None, flags: Flags | None = None, *,
+            implicit: bool = False) -> Session:
+    """The session of the named VM (None or ".": the folder's, active or only one)."""
+    return Session.open(app, name, flags=flags or Flags(), ui=callbacks(app),
+                        implicit=implicit)
 
-        if "conn" not in self.app._cache:
-            self.app._cache["conn"] = live.connect(self.app.connect_uri)
-        return self.app._cache["conn"]
 
-    def policy(self, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Policy:
-        from aivm.activate import approve
-
-        return approve.Policy.of(self.cfg.behavior, yes=yes or self.app.yes, yes_sudo=yes_sudo,
-                                 dry_run=dry_run)
-
-    def execute(self, plan: Plan, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Outcome:
-        from aivm.activate import approve
-
-        return approve.execute(plan, self.policy(yes=yes, yes_sudo=yes_sudo, dry_run=dry_run))
-
-    def read_firewall(self, probe: Probe, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Live:
-        """Phase one: the read-only root probe of a network's table, approved like a step."""
-        from aivm.activate import approve
-
-        policy = self.policy(yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
-        return probe.read(approve.probe(probe.step(), policy))
-
-    def probed(self, art: Artifacts, *, yes: bool, yes_sudo: bool, dry_run: bool) -> Artifacts:
-        """`art` with what the firewall probe saw, for `plan_up` / `plan_update`."""
-        import dataclasses
-
-        from aivm.activate.up import firewall_probe
-
-        seen = self.read_firewall(firewall_probe(art), yes=yes, yes_sudo=yes_sudo,
-                                  dry_run=dry_run)
-        return dataclasses.replace(art, nft=seen)
+def policy(app: App, flags: Flags) -> Policy:
+    """The policy of a command that needs no VM (defaults without a config)."""
+    return policy_for(app, flags)
 
 
 def vm_name(arg: str | None, opt: str | None) -> str | None:

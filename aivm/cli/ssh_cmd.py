@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from aivm.cli.app import App
 from aivm.cli.options import approval, vm_argument
-from aivm.cli.session import Session
+from aivm.cli.session import Flags, Session, open_vm
 from aivm.cli.session import vm_name as vm_name_of
 from aivm.cli.workplace_cmd import allow_sensitive_option
 from aivm.errors import AivmError
 
+if TYPE_CHECKING:
+    from aivm.guest.ssh import Target
 
-def guest_target(session: Session):  # type: ignore[no-untyped-def]
+
+def guest_target(session: Session) -> Target:
     """The ssh target of a running VM; a clear error when it is not running."""
-    from aivm.activate.up import running_target
-
-    found = running_target(session.conn(), session.vm)
+    found = session.running_target()
     if found is None:
         name = session.vm.name
         raise AivmError(f"VM {name} is not running", hint=f"start it: aivm up {name}",
@@ -69,7 +71,7 @@ def ssh(app: App, vm_name: str | None, command: tuple[str, ...], vm_opt: str | N
     if vm_name == ".":
         sys.exit(_folder_shell(app, vm_opt, command, dry_run=dry_run, yes=yes,
                                yes_sudo=yes_sudo, allow_sensitive=allow_sensitive))
-    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    session = open_vm(app, vm_name_of(vm_name, vm_opt))
     tgt = guest_target(session)
     cmd = guest_ssh.command(tgt, list(command), tty=not command and sys.stdin.isatty(),
                             batch=False, meaning=f"ssh to {tgt.vm}")
@@ -80,13 +82,15 @@ def _folder_shell(app: App, vm_opt: str | None, command: tuple[str, ...], *, dry
                   yes: bool, yes_sudo: bool, allow_sensitive: bool) -> int:
     from pathlib import Path
 
+    from aivm.cli.progress import show_would_build
     from aivm.guest import workflow
     from aivm.run import run_foreground
 
-    session = Session.open(app, vm_opt, implicit=True)
-    place = workflow.enter(session, Path.cwd(),
-                           approval=workflow.Approval(yes, yes_sudo, dry_run),
-                           allow_sensitive=allow_sensitive)
+    session = open_vm(app, vm_opt, Flags(yes, yes_sudo, dry_run, allow_sensitive),
+                      implicit=True)
+    place = workflow.enter(session, Path.cwd())
+    if place.would_build:
+        show_would_build(place.would_build)
     if place.target is None:  # a dry run: the plan was printed
         return 0
     tty = not command and sys.stdin.isatty()
@@ -100,7 +104,7 @@ def ssh_config(app: App, vm_name: str | None, vm_opt: str | None) -> None:
     """Print a Host block for ~/.ssh/config (OpenSSH and VS Code Remote-SSH)."""
     from aivm.guest import ssh as guest_ssh
 
-    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    session = open_vm(app, vm_name_of(vm_name, vm_opt))
     click.echo(guest_ssh.ssh_config_block(guest_target(session)), nl=False)
 
 
@@ -115,7 +119,7 @@ def wait_ip(app: App, vm_name: str | None, vm_opt: str | None, timeout: float) -
     from aivm.activate import up as activation
     from aivm.config.to_graph import mac_address
 
-    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    session = open_vm(app, vm_name_of(vm_name, vm_opt))
     deadline = time.monotonic() + timeout
     ip = activation.wait_lease(session.conn(), session.vm.network,
                                 mac_address(session.vm.name), deadline)

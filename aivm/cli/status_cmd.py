@@ -8,7 +8,7 @@ import click
 
 from aivm.cli.app import App
 from aivm.cli.options import vm_argument
-from aivm.cli.session import Session
+from aivm.cli.session import Flags, open_vm
 from aivm.cli.session import vm_name as vm_name_of
 
 
@@ -24,7 +24,7 @@ def status(app: App, vm_name: str | None, vm_opt: str | None, sudo: bool, detail
     from aivm.activate import status as vmstatus
     from aivm.graph import scheduler
 
-    session = Session.open(app, vm_name_of(vm_name, vm_opt))
+    session = open_vm(app, vm_name_of(vm_name, vm_opt), Flags(yes_sudo=sudo))
     states = scheduler.resolve(app.graph((session.vm.name,)), app.registry(), app.store(),
                                app.statcache())
     network = session.cfg.network(session.vm.network)
@@ -33,8 +33,7 @@ def status(app: App, vm_name: str | None, vm_opt: str | None, sudo: bool, detail
     if sudo:  # --sudo approves the read-only root probe; it is still shown before it runs
         from aivm.activate import firewall
 
-        nft = session.read_firewall(firewall.network_probe(network.name, states), yes=False,
-                                    yes_sudo=True, dry_run=False)
+        nft = session.read_firewall(firewall.network_probe(network.name, states))
     result = vmstatus.vm_status(session.conn(), session.vm, network, states, nft=nft,
                                 probe_ssh=True)
     if detail or as_json:
@@ -42,7 +41,7 @@ def status(app: App, vm_name: str | None, vm_opt: str | None, sudo: bool, detail
 
         result = dataclasses.replace(result, start=vmstatus.start_path(
             session.conn(), app.store(), session.vm, states,
-            enabled=session.cfg.behavior.restore_snapshots))
+            enabled=session.policy.restore))
     if as_json:
         click.echo(json.dumps(result.to_json(), indent=2))
     else:

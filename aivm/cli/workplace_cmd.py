@@ -9,7 +9,7 @@ import click
 
 from aivm.cli.app import App
 from aivm.cli.options import F, approval
-from aivm.cli.session import Session
+from aivm.cli.session import Flags, Session, open_vm
 
 MODES = click.Choice(["shared-root", "shared", "git"])
 ACCESS = click.Choice(["rw", "ro"])
@@ -59,13 +59,13 @@ def _enums(mode: str | None, access: str | None) -> dict[str, Any]:
             "access": Access(access) if access else None}
 
 
-def _open(app: App, vm_opt: str | None, folder: Path) -> Session:
+def _open(app: App, vm_opt: str | None, folder: Path, flags: Flags) -> Session:
     import os
 
     cwd = Path.cwd()
     try:
         os.chdir(folder)   # the folder's own attachment chooses its VM
-        return Session.open(app, vm_opt, implicit=True)
+        return open_vm(app, vm_opt, flags, implicit=True)
     finally:
         os.chdir(cwd)
 
@@ -84,13 +84,11 @@ def attach(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
     from aivm.guest import attachments, workflow
 
     folder = _folder(path, host_src)
-    session = _open(app, vm_opt, folder)
-    att = workflow.choose(session, folder, guest_dst=guest_dst,
-                          allow_sensitive=allow_sensitive, **_enums(mode, access))
-    place = attaching.Place(session.conn(), session.vm, workflow.running_target(session))
+    session = _open(app, vm_opt, folder, Flags(yes, yes_sudo, dry_run, allow_sensitive))
+    att = workflow.choose(session, folder, guest_dst=guest_dst, **_enums(mode, access))
+    place = attaching.Place(session.conn(), session.vm, session.running_target())
     record = app.config_path if attachments.changed(session.cfg, att) else None
-    session.execute(attaching.attach_plan(place, att, record), yes=yes,
-                    yes_sudo=yes_sudo, dry_run=dry_run)
+    session.execute(attaching.attach_plan(place, att, record))
     if not dry_run:
         click.echo(f"attached {folder} to {session.vm.name} ({att.mode}, {att.access}) at "
                    f"{attachments.destination(att, session.vm)}")
@@ -119,19 +117,19 @@ def detach(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
     """Unmount the folder in the guest and on the host, and forget the attachment."""
     from aivm.errors import AivmError
     from aivm.guest import attach as attaching
-    from aivm.guest import attachments, workflow
+    from aivm.guest import attachments
 
     folder, named = _detachable(path, host_src)
-    session = _open(app, vm_opt, folder if folder.is_dir() else Path.cwd())
+    session = _open(app, vm_opt, folder if folder.is_dir() else Path.cwd(),
+                    Flags(yes, yes_sudo, dry_run))
     att = attachments.saved(session.cfg, folder, session.vm.name) or next(
         (a for a in attachments.of_vm(session.cfg, session.vm.name) if a.host_path == named),
         None)
     if att is None:
         raise AivmError(f"{folder} is not attached to {session.vm.name}",
                         hint="`aivm config show` lists the attachments", reason="not-attached")
-    place = attaching.Place(session.conn(), session.vm, workflow.running_target(session))
-    session.execute(attaching.detach_plan(place, att, app.config_path), yes=yes,
-                    yes_sudo=yes_sudo, dry_run=dry_run)
+    place = attaching.Place(session.conn(), session.vm, session.running_target())
+    session.execute(attaching.detach_plan(place, att, app.config_path))
     if not dry_run:
         click.echo(f"detached {folder} from {session.vm.name}")
 
@@ -150,23 +148,23 @@ def code(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
     """Open VS Code in the VM on this folder (bringing the VM up and attaching it)."""
     import os
 
+    from aivm.cli.progress import show_would_build
     from aivm.guest import code as vscode
     from aivm.guest import sshconf, workflow
     from aivm.run import run_foreground, which
 
     folder = _folder(path, host_src)
-    session = _open(app, vm_opt, folder)
-    ok = workflow.Approval(yes, yes_sudo, dry_run)
-    place = workflow.enter(session, folder, guest_dst=guest_dst, approval=ok,
-                           allow_sensitive=allow_sensitive, **_enums(mode, access))
+    session = _open(app, vm_opt, folder, Flags(yes, yes_sudo, dry_run, allow_sensitive))
+    place = workflow.enter(session, folder, guest_dst=guest_dst, **_enums(mode, access))
+    if place.would_build:
+        show_would_build(place.would_build)
     if place.target is None:
         return  # dry run of a stopped VM: the plans above are all there is to show
     if sync_settings or session.cfg.sync.enabled:
-        _sync(session, place.target, None, None, ok)
+        _sync(session, place.target, None, None)
     from aivm.activate import plan as plans
 
-    session.execute(plans.of(sshconf.write_step(place.target), sshconf.include_step()),
-                    yes=yes, yes_sudo=yes_sudo, dry_run=dry_run)
+    session.execute(plans.of(sshconf.write_step(place.target), sshconf.include_step()))
     reason = vscode.why_not_launch(which("code"), os.environ)
     if reason or dry_run:
         click.echo(vscode.manual_steps(reason or "--dry-run", place.target.alias,
@@ -175,8 +173,8 @@ def code(app: App, path: str | None, host_src: str | None, vm_opt: str | None,
     raise SystemExit(run_foreground(vscode.launch(place.target.alias, place.guest_path)))
 
 
-def _sync(session: Session, target: Any, paths_text: str | None, overwrite: bool | None,
-          ok: Any) -> None:
+def _sync(session: Session, target: Any, paths_text: str | None,
+          overwrite: bool | None) -> None:
     from aivm.activate import plan as plans
     from aivm.guest import sync
 
@@ -184,11 +182,11 @@ def _sync(session: Session, target: Any, paths_text: str | None, overwrite: bool
     chosen = sync.parse_paths(paths_text) if paths_text else cfg.paths
     selection = sync.select(chosen, Path.home())
     for line in selection.skipped:
-        click.secho(f"warning: not synced: {line}", fg="yellow", err=True)
+        session.ui.warn(f"warning: not synced: {line}")
     step = sync.sync_step(target, selection,
                           overwrite=cfg.overwrite if overwrite is None else overwrite)
     plan = plans.of(step if step else "settings sync: none of the listed files exist")
-    session.execute(plan, yes=ok.yes, yes_sudo=ok.yes_sudo, dry_run=ok.dry_run)
+    session.execute(plan)
 
 
 @click.command("sync_settings")
@@ -205,11 +203,9 @@ def sync_settings(app: App, vm_name: str | None, vm_opt: str | None, paths_text:
     """Copy dotfiles ([sync].paths, or --paths) into the guest user's home."""
     from aivm.cli.session import vm_name as vm_name_of
     from aivm.cli.ssh_cmd import guest_target
-    from aivm.guest import workflow
 
-    session = Session.open(app, vm_name_of(vm_name, vm_opt))
-    _sync(session, guest_target(session), paths_text, overwrite,
-          workflow.Approval(yes, yes_sudo, dry_run))
+    session = open_vm(app, vm_name_of(vm_name, vm_opt), Flags(yes, yes_sudo, dry_run))
+    _sync(session, guest_target(session), paths_text, overwrite)
 
 
 # Registered by aivm/cli/main.py: top-level commands, and `aivm vm NAME` aliases.

@@ -9,104 +9,83 @@ hand back where the folder is in the guest.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-import click
 
 from aivm.config.schema import Access, Attachment, AttachMode
 from aivm.errors import AivmError
 from aivm.guest import attach, attachments, sensitive, ssh, vetting
 
 if TYPE_CHECKING:
-    from aivm.cli.session import Session
-
-
-@dataclass(frozen=True)
-class Approval:
-    yes: bool = False
-    yes_sudo: bool = False
-    dry_run: bool = False
+    from aivm.session import Session
 
 
 @dataclass(frozen=True)
 class Workplace:
     target: ssh.Target | None       # None only for a dry run of a stopped VM
     guest_path: str
+    would_build: dict[str, list[str]] = field(default_factory=dict)  # a dry run's stale nodes
 
 
-def running_target(session: Session) -> ssh.Target | None:
-    """The ssh target of the session's VM when it runs, else None."""
-    from aivm.activate.up import running_target as live_target
+@dataclass(frozen=True)
+class Started:
+    """`bring_up`'s answer: the target (None: dry run), and a dry run's stale nodes."""
 
-    return live_target(session.conn(), session.vm)
+    target: ssh.Target | None
+    would_build: dict[str, list[str]] = field(default_factory=dict)
 
 
-def bring_up(session: Session, approval: Approval,
-             timeout: float = 900.0) -> ssh.Target | None:
-    """`aivm up` for the session's VM when it is not running; its ssh target (None: dry run)."""
-    target = running_target(session)
+def bring_up(session: Session, timeout: float = 900.0) -> Started:
+    """The VM's ssh target; a VM that is not running is brought up as `aivm up` does
+    (restored from its booted state when there is one: aivm/session.py)."""
+    target = session.running_target()
     if target is not None:
-        return target
-    from aivm.activate import up as activation
-    from aivm.config.to_graph import mac_address
+        return Started(target)
+    from aivm.session import UpOptions
 
-    session.warn_accel()
-    art = session.probed(session.artifacts(session.build()), yes=approval.yes,
-                         yes_sudo=approval.yes_sudo, dry_run=approval.dry_run)
-    plan = activation.plan_up(session.conn(), session.app.store(), art,
-                              attachments=session.cfg.attachments)
-    _execute(session, plan, approval)
-    if approval.dry_run:
-        return None
     started = time.monotonic()
-    tgt = activation.wait_ready(session.conn(), session.vm, mac_address(session.vm.name),
-                                timeout=timeout, on_phase=lambda _p, _s: None)
-    click.echo(f"VM {session.vm.name} is up ({time.monotonic() - started:.0f} s)", err=True)
-    return tgt
-
-
-def _execute(session: Session, plan, approval: Approval):  # type: ignore[no-untyped-def]
-    return session.execute(plan, yes=approval.yes, yes_sudo=approval.yes_sudo,
-                            dry_run=approval.dry_run)
+    done = session.up(UpOptions(timeout=timeout, show_wait=False))
+    if done.target is not None:
+        session.ui.note(f"VM {session.vm.name} is up ({time.monotonic() - started:.0f} s)")
+    return Started(done.target, done.would_build)
 
 
 def protected(session: Session) -> sensitive.Context:
     """What the sensitive check protects for this session (its config and store too)."""
-    return sensitive.context(config=session.app.config_path, store=session.app.store().root)
+    return sensitive.context(config=session.env.config_path, store=session.env.store().root)
 
 
 def choose(session: Session, folder: Path, *, mode: AttachMode | None = None,
-           access: Access | None = None, guest_dst: str | None = None,
-           allow_sensitive: bool = False) -> Attachment:
+           access: Access | None = None, guest_dst: str | None = None) -> Attachment:
     """The attachment for `folder` (mode rules), vetted: its identity recorded, not nested
-    in another, not sensitive unless allowed (the warning is printed)."""
+    in another, not sensitive unless the policy allows (the warning is raised loudly)."""
     att = attachments.decide(session.cfg, session.vm, folder, mode=mode, access=access,
-                             guest_dst=guest_dst, allow_sensitive=allow_sensitive)
+                             guest_dst=guest_dst,
+                             allow_sensitive=session.policy.allow_sensitive)
     att, warning = vetting.vet_new(att, session.cfg.attachments, protected(session))
     if warning:
-        click.secho(warning, fg="red", bold=True, err=True)
+        session.ui.alarm(warning)
     return att
 
 
 def enter(session: Session, folder: Path, *, mode: AttachMode | None = None,
-          access: Access | None = None, guest_dst: str | None = None,
-          approval: Approval = Approval(), allow_sensitive: bool = False) -> Workplace:
+          access: Access | None = None, guest_dst: str | None = None) -> Workplace:
     """Up, attach `folder`, restore the others; where the folder is in the guest."""
     folder = attachments.folder_of(folder)
-    att = choose(session, folder, mode=mode, access=access, guest_dst=guest_dst,
-                 allow_sensitive=allow_sensitive)
-    target = bring_up(session, approval)
-    place = attach.Place(session.conn(), session.vm, target)
-    record = session.app.config_path if attachments.changed(session.cfg, att) else None
-    _execute(session, attach.attach_plan(place, att, record), approval)
-    restore_others(session, place, folder, approval)
-    return Workplace(target, attachments.destination(att, session.vm))
+    att = choose(session, folder, mode=mode, access=access, guest_dst=guest_dst)
+    started = bring_up(session)
+    guest_path = attachments.destination(att, session.vm)
+    if started.would_build:   # a dry run with stale nodes: no plan can be shown yet
+        return Workplace(None, guest_path, started.would_build)
+    place = attach.Place(session.conn(), session.vm, started.target)
+    record = session.env.config_path if attachments.changed(session.cfg, att) else None
+    session.execute(attach.attach_plan(place, att, record))
+    restore_others(session, place, folder)
+    return Workplace(started.target, guest_path)
 
 
-def restore_others(session: Session, place: attach.Place, folder: Path,
-                   approval: Approval) -> list[str]:
+def restore_others(session: Session, place: attach.Place, folder: Path) -> list[str]:
     """Re-attach the VM's other saved folders, each vetted again (vetting.vet_saved);
     failures and refusals become warnings (returned too)."""
     warnings = []
@@ -117,10 +96,10 @@ def restore_others(session: Session, place: attach.Place, folder: Path,
         try:
             if other.mode is not AttachMode.GIT:
                 other = vetting.vet_saved(other, session.cfg.attachments, ctx)
-            _execute(session, attach.attach_plan(place, other, None), approval)
+            session.execute(attach.attach_plan(place, other, None))
         except AivmError as exc:
             warnings.append(f"warning: could not restore {other.host_path}: {exc.message}")
-            click.secho(warnings[-1], fg="yellow", err=True)
+            session.ui.warn(warnings[-1])
     return warnings
 
 
