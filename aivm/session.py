@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from aivm.activate.approve import Policy as Approval
     from aivm.activate.approve import Ui as PromptUi
     from aivm.activate.firewall import Live, Probe
+    from aivm.activate.live import Conn
     from aivm.activate.plan import Plan
     from aivm.activate.up import Artifacts
     from aivm.config.schema import Behavior, Config, Vm
@@ -139,6 +140,16 @@ class Policy:
         return self.approval.dry_run
 
 
+def connect(env: Env) -> Conn:
+    """The process's libvirt connection, opened on first use."""
+    from aivm.activate import live
+
+    if "conn" not in env._cache:
+        env._cache["conn"] = live.connect(env.connect_uri)
+    conn: Conn = env._cache["conn"]
+    return conn
+
+
 def policy_for(env: Env, flags: Flags) -> Policy:
     """The policy of a command that needs no VM: [behavior] defaults without a config."""
     from aivm.config.schema import Behavior
@@ -214,12 +225,8 @@ class Session:
     def dry_run(self) -> bool:
         return self.policy.dry_run
 
-    def conn(self) -> Any:
-        from aivm.activate import live
-
-        if "conn" not in self.env._cache:
-            self.env._cache["conn"] = live.connect(self.env.connect_uri)
-        return self.env._cache["conn"]
+    def conn(self) -> Conn:
+        return connect(self.env)
 
     def warn_accel(self) -> None:
         from aivm import model

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import click
 
 from aivm.cli.app import App
 from aivm.cli.options import note_dry_run
 from aivm.cli.store_cmd import after_build, substitute_hook, substituter_option, summary
+
+if TYPE_CHECKING:
+    from aivm.graph.graph import Graph
+    from aivm.graph.scheduler import BuildReport
 
 
 @click.command()
@@ -56,7 +61,7 @@ def build(app: App, targets: tuple[str, ...], dry_run: bool, explain: bool, keep
            hashed_bytes=statcache.hashed_bytes)
 
 
-def _graph_for(app: App, targets: tuple[str, ...]):  # type: ignore[no-untyped-def]
+def _graph_for(app: App, targets: tuple[str, ...]) -> tuple[Graph, list[str] | None]:
     """Targets name nodes, or VMs (standing for all of that VM's nodes)."""
     graph = app.graph(())
     if not targets:
@@ -67,7 +72,7 @@ def _graph_for(app: App, targets: tuple[str, ...]):  # type: ignore[no-untyped-d
     return graph, names
 
 
-def _lock_drift(app: App, report) -> None:  # type: ignore[no-untyped-def]
+def _lock_drift(app: App, report: BuildReport) -> None:
     """Something was built: say which tools that shaped it differ from aivm.lock."""
     if not report.built:
         return
@@ -78,7 +83,7 @@ def _lock_drift(app: App, report) -> None:  # type: ignore[no-untyped-def]
         app.notify(f"note: built with other tools than the lock: {line}")
 
 
-def _check(app: App, graph, names, *, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _check(app: App, graph: Graph, names: list[str] | None, *, as_json: bool) -> None:
     """`--check`: rebuild each built node aside; report digests and reproducible kinds."""
     from aivm.graph import scheduler
     from aivm.inspect import check
@@ -103,7 +108,7 @@ def _check(app: App, graph, names, *, as_json: bool) -> None:  # type: ignore[no
         raise click.exceptions.Exit(1)
 
 
-def _print(report, *, as_json: bool, explain: bool, dry_run: bool,  # type: ignore[no-untyped-def]
+def _print(report: BuildReport, *, as_json: bool, explain: bool, dry_run: bool,
            hashed_bytes: int) -> None:
     if as_json:
         data = report.to_json()

@@ -14,6 +14,7 @@ from aivm.cli.session import vm_name as vm_name_of
 
 if TYPE_CHECKING:
     from aivm.activate.firewall import Live, Probe
+    from aivm.activate.live import Conn
     from aivm.activate.plan import Plan
     from aivm.config.schema import Config, Network
     from aivm.graph.graph import Graph
@@ -270,12 +271,10 @@ def _network(app: App, name: str | None) -> tuple[Config, Network]:
     return cfg, nets.chosen(cfg, name)
 
 
-def _conn(app: App):  # type: ignore[no-untyped-def]
-    from aivm.activate import live
+def _conn(app: App) -> Conn:
+    from aivm.session import connect
 
-    if "conn" not in app._cache:
-        app._cache["conn"] = live.connect(app.connect_uri)
-    return app._cache["conn"]
+    return connect(app)
 
 
 def _resolve(app: App, graph: Graph) -> dict[str, NodeState]:

@@ -18,6 +18,7 @@ from aivm.errors import AivmError
 from aivm.guest import attach, attachments, sensitive, ssh, vetting
 
 if TYPE_CHECKING:
+    from aivm.run import Cmd
     from aivm.session import Session
 
 
@@ -103,7 +104,7 @@ def restore_others(session: Session, place: attach.Place, folder: Path) -> list[
     return warnings
 
 
-def shell_command(workplace: Workplace, command: tuple[str, ...] = (), *, tty: bool):  # type: ignore[no-untyped-def]
+def shell_command(workplace: Workplace, command: tuple[str, ...] = (), *, tty: bool) -> Cmd:
     """ssh into the folder: a login shell started in the guest path, or `command` run there."""
     import shlex
 
