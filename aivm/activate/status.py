@@ -16,6 +16,7 @@ from aivm.config.to_graph import mac_address
 from aivm.graph.scheduler import NodeState
 from aivm.graph.store import Store
 from aivm.guest import ssh
+from aivm.recipes.domain_xml import read_resolved
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def start_path(conn: live.Conn, store: Store, vm: Vm, states: Mapping[str, NodeS
     xml = states[f"{vm.name}.domain"].path / "domain.xml"
     if not xml.is_file():
         return "not built yet: `aivm up` builds the domain first"
-    return snapshot.choose(conn, store, vm, xml.read_text(), enabled=enabled).line
+    return snapshot.choose(conn, store, vm, read_resolved(xml), enabled=enabled).line
 
 
 def _state(exists: bool, active: bool, on: str) -> str:
@@ -103,7 +104,7 @@ def _drift(dom: live.DomainState, node: NodeState) -> tuple[str, ...]:
     xml = node.path / "domain.xml"
     if not xml.is_file():
         return ("the config changed since the last build: `aivm up` rebuilds and applies it",)
-    return tuple(d.line for d in live.drift(live.parse_domain(xml.read_text()), dom)) or (
+    return tuple(d.line for d in live.drift(live.parse_domain(read_resolved(xml)), dom)) or (
         "the definition differs from the store (same resources)",)
 
 

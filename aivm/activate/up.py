@@ -43,6 +43,12 @@ class Artifacts:
     def domain_xml(self) -> Path:
         return self.entry(f"{self.vm.name}.domain") / "domain.xml"
 
+    def domain_text(self) -> str:
+        """The domain XML as libvirt gets it: its store references made paths in this store."""
+        from aivm.recipes.domain_xml import read_resolved
+
+        return read_resolved(self.domain_xml)
+
     @property
     def network_xml(self) -> Path:
         return self.entry(f"net.{self.network.name}") / "network.xml"
@@ -87,7 +93,7 @@ def plan_up(conn: live.Conn, store: Store, art: Artifacts, *, recreate: bool = F
 
     hostnet.check(conn, art.network)
     name = art.vm.name
-    domain_xml = art.domain_xml.read_text()
+    domain_xml = art.domain_text()
     current = live.read_domain(conn, name)
     starting = recreate or not current.active
     choice = snapshot.choose(conn, store, art.vm, domain_xml, enabled=booted) \

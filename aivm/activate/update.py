@@ -102,7 +102,7 @@ def plan_update(conn: live.Conn, store: Store, art: activation.Artifacts, *,
     if persistent.key is None:
         raise AivmError(f"VM {name} exists in libvirt but was not defined by aivm",
                         hint="choose another name in the config", reason="not-aivm-owned")
-    xml = art.domain_xml.read_text()
+    xml = art.domain_text()
     desired = live.parse_domain(xml, exists=False)
     running = live.read_domain(conn, name, running=True)
     path = disk_file or disk.disk_path(name)

@@ -31,10 +31,9 @@ from aivm.graph.store import Manifest
 
 RECORD_FORMAT = 1
 # Kinds never pushed nor substituted: a booted state is one host's memory (its QEMU, its
-# CPU); a domain XML names this store's absolute paths (kernel, initrd, seed), so it is
-# rebuilt locally (in milliseconds) rather than shared.
-NOT_SHAREABLE = {"booted-state": "memory state is never shared",
-                 "domain-xml": "it names this store's paths; rebuilt locally"}
+# CPU). Every other entry is relocatable (a domain XML names store files by reference,
+# resolved at activation: aivm/recipes/domain_xml.py), so it is shared.
+NOT_SHAREABLE = {"booted-state": "memory state is never shared"}
 
 
 @dataclass(frozen=True)

@@ -178,6 +178,28 @@ def test_memory_state_is_never_pushed(world, tmp_path: Path) -> None:
     assert not (w.cache / "entries").exists() or not list((w.cache / "entries").iterdir())
 
 
+def test_a_domain_xml_is_pushed_and_substituted(world, tmp_path: Path) -> None:
+    """A domain XML names store files by reference (aivm/recipes/domain_xml.py), so it is
+    shared like any entry: pushed, and found by a substituter."""
+    import dataclasses
+
+    from aivm.cache.substitute import Settings, Substituter
+    from tests.graph.test_digest import _manifest
+
+    w = world
+    store = Store(tmp_path / "d").ensure()
+    path, _ = store.commit("d" * 64, "vm.domain", lambda into: (into / "domain.xml").write_text(
+        "<domain/>"), lambda size, secs: dataclasses.replace(
+            _manifest(), key="d" * 64, kind="domain-xml", name="vm.domain"))
+    pushed = push(store, [path], FileCache(w.url, w.cache), w.secret)
+    assert pushed.entries == (path.name,) and pushed.skipped == ()
+    sub = Substituter(Settings(substituters=(w.url,), trusted_keys=(w.secret.public,)),
+                      notify=lambda line: None)
+    other = Store(tmp_path / "e").ensure()
+    got = sub.fetch(other, "d" * 64, "vm.domain", "domain-xml", None)
+    assert got is not None and (got / "domain.xml").read_text() == "<domain/>"
+
+
 def test_verify_reports_a_changed_entry_and_repair_rebuilds_it(world) -> None:
     w = world
     assert w.run("a", w.pusher, "build").exit_code == 0

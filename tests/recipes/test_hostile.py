@@ -12,6 +12,7 @@ import pytest
 from aivm.errors import AivmError
 from aivm.graph.node import Node
 from aivm.recipes import REGISTRY
+from aivm.recipes.domain_xml import resolve
 from tests.recipes.conftest import SSH_KEY
 from tests.recipes.helpers import render_node
 
@@ -115,7 +116,9 @@ def test_path_with_spaces_is_escaped_not_rejected(tmp_path: Path) -> None:
     out = render_node(node("domain-xml", DOMAIN, disk=disk), tmp_path / "out", inputs=inputs)
     root = ET.parse(out / "domain.xml").getroot()
     assert root.find("devices/disk/source").get("file") == disk
-    assert root.findtext("os/kernel") == str(inputs["base"] / "vmlinuz")
+    assert root.findtext("os/kernel") == "@store@/base-entry/vmlinuz"  # resolved at activation
+    resolved = ET.fromstring(resolve((out / "domain.xml").read_text(), tmp_path / "my store"))
+    assert resolved.findtext("os/kernel") == str(inputs["base"] / "vmlinuz")
     assert root.findtext("os/cmdline") == "root=/dev/vda console=ttyS0 x=<&>"
     assert "disk &amp; more" in (out / "domain.xml").read_text()
 

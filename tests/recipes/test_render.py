@@ -21,6 +21,7 @@ from aivm.errors import AivmError, BuildError
 from aivm.graph.node import Node
 from aivm.graph.store import Store
 from aivm.recipes.base import XMLNS
+from aivm.recipes.domain_xml import resolve
 from aivm.run import Cmd, run
 from tests.recipes.conftest import SSH_KEY, sample_config
 from tests.recipes.helpers import FAKE_KEY, build_nodes, render_node
@@ -115,8 +116,16 @@ def validate_xml(path: Path, what: str) -> None:
     assert result.ok, result.stderr + result.stdout
 
 
-def test_xml_passes_libvirt_schema(built: Built) -> None:
-    validate_xml(built.paths["devbox.domain"] / "domain.xml", "domain")
+def validate_domain(path: Path, store_root: Path, scratch: Path) -> None:
+    """A stored domain XML names store files by reference (`@store@/...`); libvirt's schema
+    applies to it as activation resolves it against the store."""
+    resolved = scratch / "resolved-domain.xml"
+    resolved.write_text(resolve(path.read_text(), store_root))
+    validate_xml(resolved, "domain")
+
+
+def test_xml_passes_libvirt_schema(built: Built, tmp_path: Path) -> None:
+    validate_domain(built.paths["devbox.domain"] / "domain.xml", built.store.root, tmp_path)
     validate_xml(built.paths["net.aivm"] / "network.xml", "network")
 
 
@@ -130,13 +139,13 @@ KERNEL_BOOT = {"kernel": "vmlinuz", "initrd": "initrd.img"}
 def test_every_domain_variant_validates(tmp_path: Path, boot: dict[str, str] | None,
                                         firmware: str, accel: str) -> None:
     out = render_domain(tmp_path, boot, accel, firmware=firmware)
-    validate_xml(out / "domain.xml", "domain")
+    validate_domain(out / "domain.xml", tmp_path / "store", tmp_path)
     root = ET.parse(out / "domain.xml").getroot()
     assert root.get("type") == accel
     os_el = root.find("os")
     assert os_el is not None
     if boot and "kernel" in boot:
-        assert os_el.findtext("kernel") == str(tmp_path / "store" / f"{'b' * 32}-base/vmlinuz")
+        assert os_el.findtext("kernel") == f"@store@/{'b' * 32}-base/vmlinuz"
         assert os_el.findtext("cmdline") == "root=/dev/vda rw console=ttyS0"
         assert os_el.find("boot") is None
     else:
@@ -161,7 +170,7 @@ def test_domain_carries_devices_and_metadata(built: Built) -> None:
     assert disks[0].find("target").get("bus") == "virtio"
     cdrom = disks[1]
     assert cdrom.get("device") == "cdrom" and cdrom.find("readonly") is not None
-    assert cdrom.find("source").get("file") == str(built.paths["devbox.seed"] / "seed.iso")
+    assert cdrom.find("source").get("file") == f"@store@/{built.paths['devbox.seed'].name}/seed.iso"
     assert cdrom.find("target").get("bus") == "scsi"
     assert root.find("devices/controller").get("model") == "virtio-scsi"
     assert root.find("devices/interface/source").get("network") == "aivm"
