@@ -385,7 +385,7 @@ class _Ready:
         conn, vm, store, ui = session.conn(), session.vm, session.env.store(), session.ui
         mac = mac_address(vm.name)
         ip = activation.running_target(conn, vm)
-        ctx = snapshot.Context(conn, store, vm, art.overlay, art.domain_xml.read_text(),
+        ctx = snapshot.Context(conn, store, vm, art.overlay, art.domain_text(),
                                session.cfg.attachments, ui.note)
         choice = snapshot.choose(conn, store, vm, ctx.domain_xml, enabled=True)
         if choice.path != "boot-and-save":

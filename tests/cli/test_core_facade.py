@@ -101,3 +101,35 @@ class _Report:
     built: tuple[str, ...] = ()
     substituted: tuple[str, ...] = ()
     states: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+def test_the_booted_state_is_saved_from_the_resolved_domain_xml(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The domain XML names store files as @store@/... (relocatable); the save must start
+    from the XML libvirt gets (Artifacts.domain_text), not from the entry's file."""
+    from aivm.activate import snapshot
+
+    seen: list[str] = []
+
+    def choose(conn: Any, store: Any, vm: Any, domain_xml: str, *,
+               enabled: bool) -> snapshot.Choice:
+        seen.append(domain_xml)
+        return snapshot.Choice("boot", "not this time")
+
+    class Art:
+        overlay = Path("/o")
+
+        def domain_text(self) -> str:
+            return "<domain>/store/k/vmlinuz</domain>"
+
+    cfg = Config(vms=(Vm(name="box"),))
+    session = core.Session(Env(), cfg, cfg.vms[0],  # type: ignore[arg-type]
+                           core.Policy.of(Behavior(), core.Flags()))
+    monkeypatch.setattr(core.Session, "conn", lambda self: "conn")
+    monkeypatch.setattr(activation, "running_target", lambda conn, vm: TARGET)
+    monkeypatch.setattr(snapshot, "choose", choose)
+    saved, target = core._Ready(session, core.UpOptions())._save_booted(
+        Art(), TARGET)  # type: ignore[arg-type]
+    assert seen == ["<domain>/store/k/vmlinuz</domain>"]
+    assert saved == {"booted_state": None, "booted_state_error": "boot: not this time"}
+    assert target == TARGET
