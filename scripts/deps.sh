@@ -12,8 +12,9 @@ dnsmasq-base iptables nftables iproute2 mmdebstrap openssh-client libvirt-dev
 pkg-config gcc python3-venv python3-dev ovmf e2fsprogs genisoimage fdisk
 dosfstools mtools grub-pc-bin grub-efi-amd64-bin"
 # Test-only (aivm never needs them at run time, so not in aivm/host/deps.py): the OCI
-# registry and htpasswd of the binary cache tests (tests/cache, tests/e2e/test_binary_cache.py).
-TEST_PACKAGES="docker-registry apache2-utils"
+# registry and htpasswd of the binary cache tests (tests/cache, tests/e2e/test_binary_cache.py),
+# sshd for the remote-host tests (tests/e2e/remotehost.py).
+TEST_PACKAGES="docker-registry apache2-utils openssh-server"
 
 missing=""
 for pkg in $PACKAGES $TEST_PACKAGES; do

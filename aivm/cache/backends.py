@@ -6,6 +6,7 @@ their digest, so a second entry with the same file uploads nothing new.
 
 - `file:///srv/aivm-cache`: `aivm-cache-version`, `entries/<id>.json`, `blobs/<blake3>`.
 - `oci://registry/repo`: one OCI artifact per entry, tagged by its id (aivm/cache/oci.py).
+- `ssh://[user@]host[:port]`: another host's store, a copy target (aivm/cache/ssh.py).
 
 An id is the key and a digest of the node name (`record_id`).
 """
@@ -90,6 +91,11 @@ def open_cache(url: str) -> Cache:
         from aivm.cache.oci import OciCache
 
         return OciCache(url, parts.netloc, parts.path.strip("/"))
+    if parts.scheme == "ssh" and parts.netloc:
+        from aivm.cache.ssh import SshStore  # another host's store (issue #17)
+        from aivm.remote.address import parse
+
+        return SshStore(url, parse(url))
     raise StoreError(f"cache URL {url!r} is not file:///PATH or oci://REGISTRY/REPOSITORY",
                      hint="e.g. file:///srv/aivm-cache or oci://ghcr.io/team/aivm",
                      reason="cache-url")

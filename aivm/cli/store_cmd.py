@@ -157,14 +157,15 @@ def push(app: App, targets: tuple[str, ...]) -> None:
 @store.command()
 @click.argument("targets", nargs=-1)
 @click.option("--to", "to", required=True, metavar="URL",
-              help="The cache: file:///PATH or oci://REGISTRY/REPO.")
+              help="The cache: file:///PATH or oci://REGISTRY/REPO, or another host's "
+                   "store: ssh://[USER@]HOST[:PORT].")
 @click.pass_obj
 def copy(app: App, targets: tuple[str, ...], to: str) -> None:
     """Copy the closures of TARGETS (VMs or nodes; default every VM) to the cache URL."""
-    from aivm.config.checks import cache_url
+    from aivm.config.checks import copy_url
     from aivm.errors import StoreError
 
-    if problem := cache_url(to):
+    if problem := copy_url(to):
         raise StoreError(problem[0], hint=problem[1], reason="cache-url")
     _report(_push(app, settings(app), _target_entries(app, targets), to), to)
 

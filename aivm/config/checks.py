@@ -239,6 +239,16 @@ def cache_url(value: str) -> Problem:
             "e.g. file:///srv/aivm-cache or oci://ghcr.io/team/aivm")
 
 
+def copy_url(value: str) -> Problem:
+    """A `store copy --to` target: a cache URL or another host's store (ssh://)."""
+    if value.startswith("ssh://"):
+        from aivm.remote.address import problem
+
+        found = problem(value)
+        return (found, "e.g. ssh://user@server or ssh://user@server:2222") if found else None
+    return cache_url(value)
+
+
 def cache_urls(value: tuple[str, ...]) -> Problem:
     return next((p for p in map(cache_url, value) if p), None)
 
