@@ -239,6 +239,16 @@ def cache_url(value: str) -> Problem:
             "e.g. file:///srv/aivm-cache or oci://ghcr.io/team/aivm")
 
 
+def remote_host(value: str) -> Problem:
+    """A VM's `host`: "" (this machine) or user@server (aivm/remote/address.py)."""
+    if value == "":
+        return None
+    from aivm.remote.address import HINT, problem
+
+    found = problem(value)
+    return (found, HINT) if found else None
+
+
 def copy_url(value: str) -> Problem:
     """A `store copy --to` target: a cache URL or another host's store (ssh://)."""
     if value.startswith("ssh://"):
@@ -275,6 +285,7 @@ FIELD_CHECKS: dict[tuple[type, str], Check] = {
     (schema.Vm, "memory_mib"): memory_mib,
     (schema.Vm, "disk_gib"): positive("disk_gib", values.DISK_GIB[1]),
     (schema.Vm, "image"): name,
+    (schema.Vm, "host"): remote_host,
     (schema.Vm, "network"): name,
     (schema.Vm, "timezone"): timezone,
     (schema.Vm, "uid"): non_negative("uid"),

@@ -161,6 +161,7 @@ class Vm:
     network: str = "aivm"
     packages: tuple[str, ...] = ()
     ports: tuple[Port, ...] = ()    # published ports (aivm/guest/ports.py)
+    host: str = ""                  # "user@server": runs on that libvirt host (aivm/remote)
 
 
 @dataclass(frozen=True)

@@ -312,10 +312,23 @@ def _references(cfg: schema.Config, data: dict[str, Any], out: list[Finding]) ->
                                    f"{getattr(vm, key)!r} or fix the name", f"unknown-{key}"))
     names = {vm.name for vm in cfg.vms}
     _dangling_attachments(cfg, names, out)
+    _remote_attachments(cfg, out)
     if cfg.active_vm and cfg.active_vm not in names:
         out.append(Finding(("active_vm",), f"active_vm {cfg.active_vm!r} is not a defined VM",
                            "set active_vm to one of: " + (", ".join(sorted(names)) or "(none)"),
                            "unknown-vm", "warning"))
+
+
+def _remote_attachments(cfg: schema.Config, out: list[Finding]) -> None:
+    """shared-root and shared need a virtiofsd beside the VM: not for a VM on another host."""
+    remote = {vm.name: vm.host for vm in cfg.vms if vm.host}
+    for i, att in enumerate(cfg.attachments):
+        if att.vm in remote and att.mode != schema.AttachMode.GIT:
+            out.append(Finding(("attachments", i, "mode"), f"attachment {att.host_path!r} uses "
+                               f"mode {att.mode.value}, which needs the folder on the VM's "
+                               f"host, but VM {att.vm!r} runs on {remote[att.vm]}",
+                               "use mode = \"git\", or copy files with `aivm cp`",
+                               "remote-shared-folder"))
 
 
 def _provisions(cfg: schema.Config, out: list[Finding]) -> None:

@@ -127,7 +127,8 @@ def test_show_raw_vm_and_resolved(aivm, cfg_path: Path) -> None:  # type: ignore
         '[[vms]]\nname = "ci"\nuser = "agent"\ncpus = 2\nmemory_mib = 2048\ndisk_gib = 32\n'
         'image = "ubuntu-noble"\nssh_pubkey = "~/.ssh/id_ed25519.pub"\n'
         'ssh_privkey = "~/.ssh/id_ed25519"\ntimezone = "UTC"\nhost_uid_match = true\n'
-        'password_login = false\naccel = "auto"\nnetwork = "aivm"\npackages = []\nports = []\n')
+        'password_login = false\naccel = "auto"\nnetwork = "aivm"\npackages = []\nports = []\n'
+        'host = ""\n')
     import os
 
     resolved = aivm("config", "show", "ci", "--resolved").output
@@ -193,7 +194,7 @@ def test_edit_invalid_restores(aivm, cfg_path: Path, tmp_path: Path,  # type: ig
     rejected = cfg_path.with_name("config.toml.rejected")
     assert result.stderr == (
         f"error: {cfg_path}:13: unknown key 'colour' in vms\n"
-        f"hint: known keys: accel, cpus, disk_gib, gid, host_uid_match, image, memory_mib, name, "
+        f"hint: known keys: accel, cpus, disk_gib, gid, host, host_uid_match, image, memory_mib, name, "
         "network, packages, password_login, ports, ssh_privkey, ssh_pubkey, timezone, uid, user; "
         f"the previous file was restored and your edit is kept in {rejected}\n")
     assert cfg_path.read_text() == SMALL
