@@ -228,7 +228,9 @@ def backing_root_step(store: Store, art: Artifacts, disk_file: Path) -> Step | N
 # ---- waiting for the guest ---------------------------------------------------------------
 
 def target(vm: Vm, ip: str) -> ssh.Target:
-    return ssh.Target(vm.name, vm.user, ip, Path(vm.ssh_privkey).expanduser())
+    from aivm.remote.placement import jump
+
+    return ssh.Target(vm.name, vm.user, ip, Path(vm.ssh_privkey).expanduser(), jump(vm))
 
 
 def running_target(conn: live.Conn, vm: Vm) -> ssh.Target | None:

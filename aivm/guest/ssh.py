@@ -26,6 +26,7 @@ class Target:
     user: str
     host: str
     identity: Path
+    jump: str = ""      # a VM on another host: the ssh command reaching it (ProxyCommand)
 
     @property
     def alias(self) -> str:
@@ -51,6 +52,8 @@ def options(target: Target, *, batch: bool = True, connect_timeout: int = 5) -> 
             "-o", f"ConnectTimeout={connect_timeout}", "-o", "LogLevel=ERROR"]
     if batch:
         opts += ["-o", "BatchMode=yes"]
+    if target.jump:  # through the VM's host (aivm/remote): its one master connection
+        opts += ["-o", f"ProxyCommand={target.jump}"]
     return opts
 
 
@@ -122,8 +125,18 @@ def ssh_config_block(target: Target) -> str:
         "    IdentitiesOnly yes",
         f"    UserKnownHostsFile {config_path(known_hosts(target.vm), 'known_hosts')}",
         "    StrictHostKeyChecking accept-new",
+        *([f"    ProxyCommand {_checked_jump(target.jump)}"] if target.jump else []),
         "",
     ])
+
+
+def _checked_jump(jump: str) -> str:
+    """A ProxyCommand line must stay one line of this file (no control characters)."""
+    from aivm.recipes import values
+
+    if re.search(r"[\x00-\x1f\x7f]", jump):
+        raise values.invalid("proxy command", jump, "one line without control characters")
+    return jump
 
 
 _HOST = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")

@@ -63,7 +63,8 @@ class Connection:
     def proxy_command(self) -> str:
         """The ssh command line a guest's ssh_config block jumps through (ProxyCommand
         form of ProxyJump, so the jump reuses the same master and config file)."""
-        return shlex.join((*self.ssh_argv(), "-W", "%h:%p"))
+        argv = (a.replace("%C", "%%C") for a in self.ssh_argv())  # the outer ssh expands %
+        return shlex.join((*argv, "-W", "%h:%p"))
 
     def cmd(self, argv: Sequence[str], meaning: str = "", *, root: bool = False,
             stdin: bytes | str | None = None) -> Cmd:

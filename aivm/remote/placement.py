@@ -32,3 +32,13 @@ def libvirt_uri(vm: Vm, connect_uri: str = "") -> str:
     if remote is None or urlsplit(connect_uri).scheme == "qemu+ssh":
         return connect_uri
     return remote.libvirt_uri
+
+
+def jump(vm: Vm) -> str:
+    """How ssh reaches a VM on another host: a ProxyCommand through the host (the ssh -W
+    that ProxyJump runs, here over aivm's master connection to it); "" for a local VM."""
+    if not vm.host:
+        return ""
+    from aivm.remote.connection import Connection
+
+    return Connection.to(parse(vm.host)).proxy_command()
