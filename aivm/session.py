@@ -226,6 +226,10 @@ class Session:
         return self.policy.dry_run
 
     def conn(self) -> Conn:
+        if self.vm.host:  # a VM on another host: its libvirt over qemu+ssh (aivm/remote)
+            from aivm.remote.session import connect as remote_connect
+
+            return remote_connect(self.env, self.vm)
         return connect(self.env)
 
     def warn_accel(self) -> None:
@@ -275,10 +279,51 @@ class Session:
 
         return running_target(self.conn(), self.vm)
 
+    def down(self, timeout: float) -> Outcome:
+        """Stop the published ports, then ACPI shutdown (power off after `timeout`)."""
+        from aivm.activate import live
+        from aivm.activate import plan as plans
+        from aivm.guest import ports
+
+        name = self.vm.name
+        return self.execute(plans.of(
+            ports.stop_step(name, "the VM stops; `aivm up` starts them again"),
+            live.stop_plan(self.conn(), name, timeout)))
+
+    def restart(self) -> Outcome:
+        from aivm.activate import live
+        from aivm.activate import plan as plans
+        from aivm.activate.plan import Step
+
+        conn, name = self.conn(), self.vm.name
+        return self.execute(plans.of(Step(
+            f"Restart VM {name}", "asked to restart it",
+            (live.shutdown_domain(conn, name), live.start_domain(conn, name)))))
+
+    def destroy(self) -> Outcome:
+        """Stop and undefine the VM, remove its disk and gc roots; forget its host keys and
+        its ready record (the store is kept)."""
+        from aivm.activate import teardown
+
+        probe = teardown.firewall_probe(self.conn(), self.cfg, self.vm)
+        seen = None if probe is None else self.read_firewall(probe)
+        outcome = self.execute(teardown.destroy_plan(self.conn(), self.env.store(), self.cfg,
+                                                     self.vm, seen))
+        if not self.dry_run:
+            from aivm.guest import ready, ssh
+
+            ssh.forget_host_keys(self.vm.name)
+            ready.forget(self.vm.name)
+        return outcome
+
     def up(self, opts: UpOptions = UpOptions()) -> Up:
         """Build the VM's graph (stale nodes only), activate it (restoring its booted state
         when there is one and the policy allows), wait for ssh, save a first booted state."""
         started = time.monotonic()
+        if self.vm.host:  # on another host: aivm/remote/session.py
+            from aivm.remote.session import up as remote_up
+
+            return remote_up(self, opts, started)
         self.warn_accel()
         from aivm.activate import up as activation
 

@@ -54,15 +54,7 @@ def up(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bo
 def down(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
          yes_sudo: bool, timeout: float) -> None:
     """Shut the VM down (ACPI, then power off after --timeout)."""
-    from aivm.activate import live
-    from aivm.activate import plan as plans
-    from aivm.guest import ports
-
-    session = open_vm(app, vm_name_of(vm_name, vm_opt), Flags(yes, yes_sudo, dry_run))
-    name = session.vm.name
-    plan = plans.of(ports.stop_step(name, "the VM stops; `aivm up` starts them again"),
-                    live.stop_plan(session.conn(), name, timeout))
-    session.execute(plan)
+    open_vm(app, vm_name_of(vm_name, vm_opt), Flags(yes, yes_sudo, dry_run)).down(timeout)
 
 
 @click.command()
@@ -72,20 +64,7 @@ def down(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: 
 def destroy(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
             yes_sudo: bool) -> None:
     """Stop and undefine the VM, remove its disk and gc roots (the store is kept)."""
-    from aivm.activate import teardown
-    from aivm.guest import ssh
-
-    session = open_vm(app, vm_name_of(vm_name, vm_opt), Flags(yes, yes_sudo, dry_run))
-    probe = teardown.firewall_probe(session.conn(), session.cfg, session.vm)
-    seen = None if probe is None else session.read_firewall(probe)
-    plan = teardown.destroy_plan(session.conn(), app.store(), session.cfg, session.vm,
-                                 seen)
-    session.execute(plan)
-    if not dry_run:
-        from aivm.guest import ready
-
-        ssh.forget_host_keys(session.vm.name)
-        ready.forget(session.vm.name)
+    open_vm(app, vm_name_of(vm_name, vm_opt), Flags(yes, yes_sudo, dry_run)).destroy()
 
 
 @click.command()
@@ -95,12 +74,4 @@ def destroy(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, ye
 def restart(app: App, vm_name: str | None, vm_opt: str | None, dry_run: bool, yes: bool,
             yes_sudo: bool) -> None:
     """Shut the VM down and start it again."""
-    from aivm.activate import live
-    from aivm.activate import plan as plans
-    from aivm.activate.plan import Step
-
-    session = open_vm(app, vm_name_of(vm_name, vm_opt), Flags(yes, yes_sudo, dry_run))
-    conn, name = session.conn(), session.vm.name
-    plan = plans.of(Step(f"Restart VM {name}", "asked to restart it",
-                         (live.shutdown_domain(conn, name), live.start_domain(conn, name))))
-    session.execute(plan)
+    open_vm(app, vm_name_of(vm_name, vm_opt), Flags(yes, yes_sudo, dry_run)).restart()
