@@ -305,10 +305,15 @@ class Session:
         its ready record (the store is kept)."""
         from aivm.activate import teardown
 
-        probe = teardown.firewall_probe(self.conn(), self.cfg, self.vm)
-        seen = None if probe is None else self.read_firewall(probe)
-        outcome = self.execute(teardown.destroy_plan(self.conn(), self.env.store(), self.cfg,
-                                                     self.vm, seen))
+        if self.vm.host:  # on another host: aivm/remote/session.py
+            from aivm.remote.session import destroy_plan
+
+            outcome = self.execute(destroy_plan(self))
+        else:
+            probe = teardown.firewall_probe(self.conn(), self.cfg, self.vm)
+            seen = None if probe is None else self.read_firewall(probe)
+            outcome = self.execute(teardown.destroy_plan(self.conn(), self.env.store(),
+                                                         self.cfg, self.vm, seen))
         if not self.dry_run:
             from aivm.guest import ready, ssh
 

@@ -1,11 +1,12 @@
 """A second namespace standing for a remote machine: sshd on its own private address,
 with its own aivm store root and state dir (issue #17).
 
-`remote_host(client_netns, work)` joins a new namespace `<client>-rh` to `client_netns`
-(the stack's, or a bare client namespace) by a veth pair made inside the client
-namespace, so no link appears in the main namespace; sshd listens only on the remote
-end. aivm reaches it with `AIVM_NETNS=<client>` and `AIVM_SSH_CONFIG=<ssh_config>` (a
-generated client key, the host's generated key pinned in a known_hosts file). The remote
+`remote_host(client_netns, work, server_netns=...)` runs sshd in `server_netns` (the
+stack's, where libvirtd and the guests live: the remote machine) or in a new namespace
+`<client>-rh`, joined to `client_netns` (where aivm runs: the user's laptop) by a veth
+pair made inside the client namespace, so no link appears in the main namespace; sshd
+listens only on the server end. aivm reaches it with `AIVM_NETNS=<client>` (or run
+generated client key, the host's key pinned in a known_hosts file). The remote
 user is root; sshd's `SetEnv` gives its sessions `AIVM_STORE` and `AIVM_STATE`, so the
 remote's facts name the remote store root.
 """
@@ -52,21 +53,31 @@ class RemoteHost:
 
 
 @contextlib.contextmanager
-def remote_host(client_netns: str, work: Path, *, subnet_prefix: str = "10.213.17",
-                veth: str = "aivmrh") -> Iterator[RemoteHost]:
-    name = f"{client_netns}-rh"
+def remote_host(client_netns: str, work: Path, *, server_netns: str = "",
+                subnet_prefix: str = "10.213.17", veth: str = "aivmrh") -> Iterator[RemoteHost]:
+    """sshd in `server_netns` (the stack's: the machine libvirtd and the guests live on),
+    else in a new namespace `<client>-rh`; reached from `client_netns` over a veth pair."""
+    own = not server_netns
+    name = server_netns or f"{client_netns}-rh"
     work.mkdir(parents=True, exist_ok=True)
     host = RemoteHost(name, f"{subnet_prefix}.2", f"{subnet_prefix}.1", work / "remote-store",
                       work / "remote-state", work / "ssh_config", work / "sshd.log")
     try:
-        netns_add(name)
+        if own:
+            netns_add(name)
         _join(client_netns, host, veth)
         _start_sshd(host, work)
         yield host
     finally:
-        for pid in ns_pids(name):
+        pid = read_pidfile(work / "sshd.pid")
+        if pid is not None:
             stop_pid(pid, wait_s=5.0)
-        netns_delete(name)
+        if own:
+            for pid in ns_pids(name):
+                stop_pid(pid, wait_s=5.0)
+            netns_delete(name)
+        else:
+            ns_exec(client_netns, "ip", "link", "delete", f"{veth}0", check=False)
 
 
 def _join(client: str, host: RemoteHost, veth: str) -> None:
@@ -110,10 +121,5 @@ def _start_sshd(host: RemoteHost, work: Path) -> None:
 
 
 def _listening(host: RemoteHost) -> bool:
-    return bool(ns_exec(host.netns, "ss", "-Hltn", "sport = :22", check=False).stdout.strip())
-
-
-def stop(host: RemoteHost, work: Path) -> None:
-    pid = read_pidfile(work / "sshd.pid")
-    if pid is not None:
-        stop_pid(pid)
+    return bool(ns_exec(host.netns, "ss", "-Hltn", f"src {host.address}", "sport = :22",
+                        check=False).stdout.strip())
