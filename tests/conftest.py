@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -26,6 +27,34 @@ def shared_store() -> Iterator[Path]:
 
         remove_tree(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the modules marked `shared_boot` back to back, where the first of them would
+    run, lowest mark argument first (test_booted_state.py, 0: its first `up` must boot and
+    save): they restore one booted state (tests/e2e/aivm_user.py SharedBoot), and a module
+    in between that runs `aivm gc` on the shared store would delete it. Within a module,
+    and for every other module, pytest's order is kept."""
+    def rank(item: pytest.Item) -> int | None:
+        mark = item.get_closest_marker("shared_boot")
+        return None if mark is None else int(mark.args[0] if mark.args else 1)
+
+    items[:] = grouped(items, rank)
+
+
+T = TypeVar("T")
+
+
+def grouped(items: Sequence[T], rank: Callable[[T], int | None]) -> list[T]:
+    """`items` with those of a rank moved together to where the first of them is, sorted
+    by rank (stable); the others keep their order."""
+    group = [item for item in items if rank(item) is not None]
+    if not group:
+        return list(items)
+    first = next(n for n, item in enumerate(items) if rank(item) is not None)
+    group.sort(key=lambda item: rank(item))  # type: ignore[arg-type, return-value]
+    rest = [item for item in items if rank(item) is None]
+    return rest[:first] + group + rest[first:]
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

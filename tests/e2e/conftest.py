@@ -8,15 +8,23 @@ QEMU probe is cached), while the image store stays shared for the session
 smoke test) make their own and request `realstack_host` for the skip check only.
 When a test fails, the tails of every live stack's console and QEMU logs are
 attached to its report.
+
+`shared_boot` is the run's one ssh key pair and state folder for the modules that share
+one booted state (tests/e2e/aivm_user.py SharedBoot; marked `shared_boot`, run back to
+back by tests/conftest.py).
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.e2e.aivm_user import SharedBoot
 from tests.e2e.harness import ACTIVE, RealStack, unavailable_reason
 
 
@@ -26,6 +34,15 @@ def realstack_host() -> None:
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"real stack unavailable: {reason}")
+
+
+@pytest.fixture(scope="session")
+def shared_boot(realstack_host: None) -> Iterator[SharedBoot]:
+    """The run's key pair and state folder, new each run (so a kept AIVM_TEST_STORE never
+    hands a later run an earlier run's booted state), under /var/tmp for QEMU."""
+    shared = SharedBoot.create(Path(f"/var/tmp/aivm-shared-boot-{os.getpid()}"))
+    yield shared
+    shutil.rmtree(shared.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

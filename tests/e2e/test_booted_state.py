@@ -6,11 +6,16 @@ export. Then: `up --recreate` restores instead of booting (timed), the guest clo
 the host's, the RNG is reseeded and differs across two restores of one state, a
 shared-root attachment is mounted after a restore, the address survives `destroy`
 (network and leases gone), gc keeps the rooted state and shows its size, and a corrupt
-state file falls back to a normal boot with a one-line reason.
+state file falls back to a normal boot with a one-line reason (and the file is put
+back afterwards).
+
+Its VM is the run's shared one (tests/e2e/aivm_user.py SharedBoot): the modules marked
+`shared_boot` run right after this one and restore the state it saved instead of booting.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -20,10 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.aivm_user import AivmUser, debian_user
+from tests.e2e.aivm_user import AivmUser, SharedBoot, debian_user
 from tests.e2e.harness import RealStack
 
-pytestmark = [pytest.mark.realstack, pytest.mark.slow]
+# rank 0: the first of the modules sharing one booted state, so its first `up` boots and saves
+pytestmark = [pytest.mark.realstack, pytest.mark.slow, pytest.mark.shared_boot(0)]
 
 VM = "aivm-2404"
 TIMINGS: dict[str, float] = {}
@@ -31,8 +37,10 @@ RESTORE = f"Restore VM {VM} from its booted state"
 
 
 @pytest.fixture(scope="module")
-def user(realstack: RealStack, shared_store: Path, tmp_path_factory) -> Iterator[AivmUser]:
-    person = debian_user(realstack, tmp_path_factory.mktemp("home"), shared_store)
+def user(realstack: RealStack, shared_store: Path, shared_boot: SharedBoot,
+         tmp_path_factory) -> Iterator[AivmUser]:
+    person = debian_user(realstack, tmp_path_factory.mktemp("home"), shared_store,
+                         shared=shared_boot)
     started = time.monotonic()
     first = person.json("up", "--yes")
     TIMINGS["fresh boot + save"] = time.monotonic() - started
@@ -41,6 +49,7 @@ def user(realstack: RealStack, shared_store: Path, tmp_path_factory) -> Iterator
     person.run("detach", str(FOLDER), "--yes", check=False)
     person.run("destroy", VM, "--yes", check=False)
     shutil.rmtree(FOLDER, ignore_errors=True)  # left by a test that failed before its detach
+    shared_boot.clear()
     print("\n".join(person.log))
     print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
 
@@ -74,6 +83,18 @@ def test_first_up_saves_a_private_booted_state(user: AivmUser) -> None:
     assert "restore: from " + entry.name in user.run("status", VM, "--detail").stdout
 
 
+def test_shared_root_attachment_is_mounted_after_a_restore(user: AivmUser) -> None:
+    # before the clock test: by then the saved state is old enough to need no sleep
+    FOLDER.mkdir(mode=0o755, exist_ok=True)
+    (FOLDER / "from-host.txt").write_text("hello across a restore\n")
+    user.run("attach", str(FOLDER), "--vm", VM, "--mode", "shared-root", "--yes")
+    result, _took, stderr = recreate(user)
+    assert RESTORE in result["ran"] and result["restored"], (result, stderr)
+    assert guest(user, f"cat {FOLDER}/from-host.txt") == "hello across a restore\n"
+    user.run("detach", str(FOLDER), "--yes")
+    shutil.rmtree(FOLDER, ignore_errors=True)
+
+
 def test_recreate_restores_with_the_host_clock_and_a_reseeded_rng(user: AivmUser) -> None:
     saved = json.loads((entry_of(user) / "booted.json").read_text())["saved"]
     from datetime import datetime
@@ -101,17 +122,6 @@ def test_recreate_restores_with_the_host_clock_and_a_reseeded_rng(user: AivmUser
     assert len(draws[0]) == 64 and draws[0] != draws[1]
 
 
-def test_shared_root_attachment_is_mounted_after_a_restore(user: AivmUser) -> None:
-    FOLDER.mkdir(mode=0o755, exist_ok=True)
-    (FOLDER / "from-host.txt").write_text("hello across a restore\n")
-    user.run("attach", str(FOLDER), "--vm", VM, "--mode", "shared-root", "--yes")
-    result, _took, stderr = recreate(user)
-    assert RESTORE in result["ran"] and result["restored"], (result, stderr)
-    assert guest(user, f"cat {FOLDER}/from-host.txt") == "hello across a restore\n"
-    user.run("detach", str(FOLDER), "--yes")
-    shutil.rmtree(FOLDER, ignore_errors=True)
-
-
 def test_destroy_then_up_restores_and_keeps_the_address(user: AivmUser,
                                                         realstack: RealStack) -> None:
     ip = json.loads((entry_of(user) / "booted.json").read_text())["ip"]
@@ -132,14 +142,30 @@ def test_gc_keeps_the_rooted_state_and_shows_its_size(user: AivmUser) -> None:
     assert f"booted state {entry.name}" in out and "MiB" in out.split(entry.name)[1][:40]
 
 
+@contextlib.contextmanager
+def overwritten(path: Path, data: bytes) -> Iterator[None]:
+    """`data` over the start of `path` (a 0400 store file), then the original bytes back:
+    the later modules restore this entry (marked `shared_boot`)."""
+    def write(chunk: bytes) -> None:
+        os.chmod(path, 0o600)
+        with path.open("r+b") as f:
+            f.write(chunk)
+        os.chmod(path, 0o400)   # as saved: only the bytes differ
+
+    with path.open("rb") as f:
+        original = f.read(len(data))
+    write(data)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            write(original)
+
+
 def test_a_corrupt_state_boots_normally_and_says_why(user: AivmUser) -> None:
     state = entry_of(user) / "memory.state"
-    os.chmod(state, 0o600)
-    with state.open("r+b") as f:
-        f.seek(0)
-        f.write(b"\0" * 4096)  # libvirt's save header: the image is unusable
-    os.chmod(state, 0o400)
-    result, took, stderr = recreate(user)
+    with overwritten(state, b"\0" * 4096):  # libvirt's save header: the image is unusable
+        result, took, stderr = recreate(user)
     TIMINGS["up --recreate (fallback boot)"] = took
     reasons = [line for line in stderr.splitlines() if "booted state not used" in line]
     assert len(reasons) == 1 and "booting normally" in reasons[0], stderr

@@ -6,6 +6,10 @@ on host or guest. Then `aivm code .` (no `code` on PATH: printed steps) and
 settings sync. libvirtd runs in a mount namespace of its own, so host mounts
 are made there (`AIVM_HYPERVISOR_PID`); folders live under /var/tmp so that
 virtiofsd and QEMU can enter them.
+
+The VM is the run's shared one (tests/e2e/aivm_user.py SharedBoot): its first `up`
+restores the booted state an earlier module saved (or boots and saves it when this
+module runs first), so this module costs no boot of its own.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.aivm_user import AivmUser, debian_user
+from tests.e2e.aivm_user import SHARED_UID, AivmUser, SharedBoot, debian_user, first_path
 from tests.e2e.harness import RealStack
 
-pytestmark = [pytest.mark.realstack, pytest.mark.slow]
+pytestmark = [pytest.mark.realstack, pytest.mark.slow, pytest.mark.shared_boot(1)]
 
 VM = "aivm-2404"
-UID = 1234
+UID = SHARED_UID
 TIMINGS: dict[str, float] = {}
 
 
@@ -46,20 +50,21 @@ def folders() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def user(realstack: RealStack, shared_store: Path, tmp_path_factory) -> Iterator[AivmUser]:
+def user(realstack: RealStack, shared_store: Path, shared_boot: SharedBoot,
+         tmp_path_factory) -> Iterator[AivmUser]:
     home = tmp_path_factory.mktemp("home")
-    base = debian_user(realstack, home, shared_store)
-    person = WorkplaceUser(base.stack, base.home, base.store, base.log)
-    person.set_vm_key("uid", str(UID))
+    base = debian_user(realstack, home, shared_store, shared=shared_boot)
+    person = WorkplaceUser(base.stack, base.home, base.store, base.log, base.state)
     started = time.monotonic()
-    person.json("up", "--yes")
-    TIMINGS["boot"] = time.monotonic() - started
+    first = person.json("up", "--yes")
+    TIMINGS[f"first up ({first_path(first)})"] = time.monotonic() - started
     yield person
     import re
 
     for left in re.findall(r'(?m)^host_path = "(.*)"$', person.config.read_text()):
         person.run("detach", left, "--yes", check=False)   # never destroy over a live bind
     person.run("destroy", VM, "--yes", check=False)
+    shared_boot.clear()
     print("\n".join(person.log))
     print("timings: " + ", ".join(f"{k} {v:.1f} s" for k, v in TIMINGS.items()))
 

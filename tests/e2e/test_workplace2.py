@@ -7,6 +7,10 @@ time; inside the stack's namespace: the forwarder runs there), surviving a
 guest reboot; `aivm cp` both ways with a 50 MB file and a folder, modes kept;
 the no-op `aivm up` fast path timed against the full wait; destroy removes
 the ports.
+
+The VM is the run's shared one (tests/e2e/aivm_user.py SharedBoot): its first `up`
+restores the booted state an earlier module saved (or boots and saves it when this
+module runs first); the guest reboot below is this module's one boot.
 """
 
 from __future__ import annotations
@@ -21,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.aivm_user import AivmUser, debian_user
+from tests.e2e.aivm_user import AivmUser, SharedBoot, debian_user, first_path
 from tests.e2e.harness import RealStack
 from tests.e2e.test_workplace import folders  # noqa: F401 (a fixture: /var/tmp work dir)
 
-pytestmark = [pytest.mark.realstack, pytest.mark.slow]
+pytestmark = [pytest.mark.realstack, pytest.mark.slow, pytest.mark.shared_boot(1)]
 
 VM = "aivm-2404"
 PORT = 18080          # host side of the config's published port (guest 8000)
@@ -34,15 +38,17 @@ TIMINGS: dict[str, float] = {}
 
 
 @pytest.fixture(scope="module")
-def user(realstack: RealStack, shared_store: Path, tmp_path_factory) -> Iterator[AivmUser]:
+def user(realstack: RealStack, shared_store: Path, shared_boot: SharedBoot,
+         tmp_path_factory) -> Iterator[AivmUser]:
     home = tmp_path_factory.mktemp("home")
-    person = debian_user(realstack, home, shared_store)
+    person = debian_user(realstack, home, shared_store, shared=shared_boot)
     person.edit(lambda t: t + f"\n[[vms.ports]]\nguest = 8000\nhost = {PORT}\n")
     started = time.monotonic()
-    person.json("up", "--yes")
-    TIMINGS["boot"] = time.monotonic() - started
+    first = person.json("up", "--yes")
+    TIMINGS[f"first up ({first_path(first)})"] = time.monotonic() - started
     yield person
     person.run("destroy", VM, "--yes", check=False)
+    shared_boot.clear()
     print("\n".join(person.log))
     print("timings: " + ", ".join(f"{k} {v:.2f}" for k, v in TIMINGS.items()))
 
