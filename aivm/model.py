@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from aivm.activate.accel import AccelChoice
     from aivm.config.schema import Config
     from aivm.graph.graph import Graph
+    from aivm.host.facts import HostFacts
     from aivm.session import Env as App
 
 # A file that a real run would create before using it (the ssh key of a previewed config):
@@ -104,7 +105,17 @@ def declared_graph(app: App, vms: tuple[str, ...]) -> Graph:
     cfg = app.config(implicit=True)
     chosen = [with_host_ids(_vm(cfg, name)) for name in vms] if vms else [
         with_host_ids(vm) for vm in cfg.vms]
-    return merge(vm_graph(cfg, vm, accel=accel_for(app, vm.accel).accel.value) for vm in chosen)
+    facts = host_facts(app, auto=any(str(vm.accel) == "auto" for vm in chosen))
+    return merge(vm_graph(cfg, vm, facts) for vm in chosen)
+
+
+def host_facts(app: App, *, auto: bool) -> HostFacts:
+    """This host's facts (read once per process); with `auto`, the accel that
+    `accel = "auto"` resolves to as well (cached per boot; no QEMU probe in a dry run)."""
+    from aivm.host import facts
+
+    found = facts.detect()
+    return found.with_accel(accel_for(app, "auto").accel.value) if auto else found
 
 
 def _vm(cfg: Config, name: str):  # type: ignore[no-untyped-def]

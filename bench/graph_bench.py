@@ -96,6 +96,7 @@ import json, resource, sys, time
 from pathlib import Path
 from aivm.config.schema import Config, Image, Vm
 from aivm.config.to_graph import vm_graph
+from aivm.host.facts import read as read_facts
 from aivm.graph.graph import merge
 from aivm.graph.scheduler import resolve
 from aivm.graph.statcache import StatCache
@@ -107,7 +108,8 @@ img = Image(name="local", url=image, sha256="")
 vms = tuple(Vm(name=f"vm{i:05d}", image="local", ssh_pubkey=key, memory_mib=1024 + i % 7)
             for i in range(n))
 cfg = Config(vms=vms, images=(img,))
-graph = merge(vm_graph(cfg, vm, accel="qemu") for vm in vms)
+facts = read_facts("qemu")
+graph = merge(vm_graph(cfg, vm, facts) for vm in vms)
 t1 = time.perf_counter()
 states = resolve(graph, REGISTRY, Store(store).ensure(), StatCache(store / "cache" / "stat.json"))
 t2 = time.perf_counter()

@@ -471,8 +471,11 @@ def nodes(net: Network) -> list[Any]:
     """The nodes a policy change rebuilds: the egress node, and the network XML (which stays
     the same unless the policy switches between open and filtered)."""
     from aivm.config.to_graph import egress_node, network_node
+    from aivm.host.facts import detect
 
-    return [network_node(net)] + ([egress_node(net)] if net.egress.policy != "open" else [])
+    facts = detect()
+    return [network_node(net, facts)] + ([egress_node(net, facts)]
+                                         if net.egress.policy != "open" else [])
 
 
 def live_plan(conn: Any, net: Network, states: Mapping[str, NodeState]) -> Plan:

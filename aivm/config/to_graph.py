@@ -15,6 +15,11 @@
 
 Only what changes an artifact goes into params: the VM's memory reaches the
 domain alone, its ssh key the seed (and through it the domain).
+
+`vm_graph` is pure: the same config, file inputs and `HostFacts` give the same nodes.
+It reads no environment and probes nothing; what it needs of the host comes in the
+facts (aivm/host/facts.py), and the facts that change an artifact are params of that
+node (accel, state dir, virtiofs: the domain; nameservers: the egress ruleset).
 """
 
 from __future__ import annotations
@@ -23,28 +28,28 @@ import hashlib
 import os
 from pathlib import Path
 
-from aivm import paths
 from aivm.config.schema import Config, Image, ImageLayout, ImageSource, Network, Provision, Vm
 from aivm.errors import ConfigError
 from aivm.graph.node import Node
+from aivm.host.facts import ACCELS, HostFacts
 
-ACCELS = ("kvm", "qemu")
 
-
-def vm_graph(cfg: Config, vm: Vm, *, accel: str) -> dict[str, Node]:
-    """Every node one VM needs, by node name."""
+def vm_graph(cfg: Config, vm: Vm, facts: HostFacts) -> dict[str, Node]:
+    """Every node one VM needs, by node name: a pure function of its arguments."""
+    accel = facts.accel_of(str(vm.accel))
     if accel not in ACCELS:
         raise ConfigError(f"accel must be kvm or qemu here, not {accel!r}",
-                          hint="resolve `auto` before building the graph", reason="invalid-accel")
+                          hint="resolve `auto` into the host facts before building the graph",
+                          reason="invalid-accel")
     image, network = _image(cfg, vm), _network(cfg, vm)
     layers = provision_nodes(cfg, vm, image)
     base = layers[-1].name if layers else f"image.{image.name}"
     nodes = [image_node(cfg, image), *layers, overlay_node(vm, image, base), seed_node(cfg, vm),
-             network_node(network), domain_node(vm, image, network, accel, base)]
+             network_node(network, facts), domain_node(vm, image, network, facts, base)]
     if network.firewall.enabled:
         nodes.append(nft_node(network))
     if network.egress.policy != "open":
-        nodes.append(egress_node(network))
+        nodes.append(egress_node(network, facts))
     return {n.name: n for n in nodes}
 
 
@@ -120,30 +125,33 @@ def seed_node(cfg: Config, vm: Vm) -> Node:
     }, files={"ssh_pubkey": local_file(cfg, vm.ssh_pubkey, "ssh_pubkey")})
 
 
-def network_node(net: Network) -> Node:
+def network_node(net: Network, facts: HostFacts) -> Node:
     return Node(f"net.{net.name}", "network-xml", params={
         "name": net.name, "bridge": net.bridge, "subnet": net.subnet, "gateway": net.gateway,
-        "dhcp_start": net.dhcp_start, "dhcp_end": net.dhcp_end, **_dnsmasq_egress(net)})
+        "dhcp_start": net.dhcp_start, "dhcp_end": net.dhcp_end,
+        **_dnsmasq_egress(net, facts)})
 
 
-def _dnsmasq_egress(net: Network) -> dict[str, str]:
+def _dnsmasq_egress(net: Network, facts: HostFacts) -> dict[str, str]:
     """The network XML's egress mode: the same for allowlist and offline (and any allowlist),
     so a policy change between them never redefines (restarts) the network."""
     if net.egress.policy == "open":
         return {}
     from aivm.recipes import egress
 
-    return {"egress": "filtered", "servers_file": str(egress.servers_file(net.name)),
-            "dns_log": str(egress.dns_log(net.name)), "egress_table": egress.table_name(net.name)}
+    return {"egress": "filtered",
+            "servers_file": str(egress.servers_file(net.name, facts.state_dir)),
+            "dns_log": str(egress.dns_log(net.name, facts.state_dir)),
+            "egress_table": egress.table_name(net.name)}
 
 
-def egress_node(net: Network) -> Node:
+def egress_node(net: Network, facts: HostFacts) -> Node:
     from aivm.recipes import egress
 
     eg = net.egress
     allowlist = eg.policy == "allowlist"
     names = egress.domains(egress.preset_domains(eg.presets) + eg.allow) if allowlist else ()
-    upstreams = (eg.upstream_dns or egress.resolv_nameservers()) if names else ()
+    upstreams = (eg.upstream_dns or facts.nameservers) if names else ()
     return Node(f"net.{net.name}.egress", "egress-ruleset", params={
         "network": net.name, "bridge": net.bridge, "policy": str(eg.policy),
         "domains": names, "cidrs": tuple(sorted(set(eg.allow_cidrs))) if allowlist else (),
@@ -161,27 +169,17 @@ def nft_node(net: Network) -> Node:
         "allow_lan_udp": tuple(sorted(set(fw.allow_lan_udp)))})
 
 
-def domain_node(vm: Vm, image: Image, net: Network, accel: str, base: str = "") -> Node:
-    state = paths.vm_state_dir(vm.name)
+def domain_node(vm: Vm, image: Image, net: Network, facts: HostFacts, base: str = "") -> Node:
+    state = facts.vm_state_dir(vm.name)
     return Node(f"{vm.name}.domain", "domain-xml", params={
-        "name": vm.name, "accel": accel, "cpus": vm.cpus, "memory_mib": vm.memory_mib,
+        "name": vm.name, "accel": facts.accel_of(str(vm.accel)), "cpus": vm.cpus,
+        "memory_mib": vm.memory_mib,
         "disk": str(state / "disk.qcow2"), "console_log": str(state / "console.log"),
         "network": net.name, "mac": mac_address(vm.name),
-        "shared_root": str(state / "shared-root") if virtiofs_available() else "",
+        "shared_root": str(state / "shared-root") if facts.virtiofs else "",
         "firmware": str(image.firmware),
     }, inputs={"base": base or f"image.{image.name}", "overlay": f"{vm.name}.overlay",
                "seed": f"{vm.name}.seed", "network": f"net.{net.name}"})
-
-
-VIRTIOFSD = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")
-
-
-def virtiofs_available() -> bool:
-    """Whether libvirt can start virtiofsd here (Debian 12 ships it in qemu-system-common,
-    newer releases in the virtiofsd package). Without it the VM gets no shared-root export."""
-    import shutil
-
-    return any(os.path.exists(p) for p in VIRTIOFSD) or shutil.which("virtiofsd") is not None
 
 
 def mac_address(vm_name: str) -> str:

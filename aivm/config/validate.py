@@ -214,12 +214,13 @@ def recipe_findings(cfg: schema.Config) -> list[Finding]:
     validators, aivm/recipes/values.py; this catches what no single field shows)."""
     from aivm.config.to_graph import vm_graph
     from aivm.errors import AivmError
+    from aivm.host.facts import NOMINAL
     from aivm.recipes import REGISTRY
 
     out = []
     for i, vm in enumerate(cfg.vms):
         try:
-            for node in vm_graph(cfg, vm, accel="qemu").values():
+            for node in vm_graph(cfg, vm, NOMINAL).values():
                 REGISTRY.recipe(node.kind).check(node)
         except AivmError as exc:
             out.append(Finding(("vms", i), f"VM {vm.name!r}: {exc.message}", exc.hint,

@@ -46,8 +46,9 @@ def node_names(net: Network) -> tuple[str, ...]:
 
 def graph(net: Network) -> Graph:
     from aivm.config.to_graph import network_node, nft_node
+    from aivm.host.facts import detect
 
-    return Graph([network_node(net)] + ([nft_node(net)] if net.firewall.enabled else []))
+    return Graph([network_node(net, detect())] + ([nft_node(net)] if net.firewall.enabled else []))
 
 
 def users(conn: live.Conn, name: str) -> tuple[tuple[str, bool], ...]:

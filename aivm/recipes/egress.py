@@ -169,21 +169,24 @@ def resolv_nameservers(path: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]
     return tuple(dict.fromkeys(found))
 
 
-def state_dir(network: str) -> Path:
+def state_dir(network: str, root: Path | None = None) -> Path:
     """Where the network's live egress files sit: the servers-file dnsmasq rereads, its
     query log, and the record of the applied node key (outside the store: they change
-    in place, and the network XML names them)."""
-    from aivm import paths
+    in place, and the network XML names them). `root` is the host's state root (the
+    graph passes its host facts' one); by default AIVM_STATE's."""
+    if root is None:
+        from aivm import paths
 
-    return paths.state_root() / "egress" / values.name(network, "network name")
+        root = paths.state_root()
+    return root / "egress" / values.name(network, "network name")
 
 
-def servers_file(network: str) -> Path:
-    return state_dir(network) / "allowed.conf"
+def servers_file(network: str, root: Path | None = None) -> Path:
+    return state_dir(network, root) / "allowed.conf"
 
 
-def dns_log(network: str) -> Path:
-    return state_dir(network) / "dns.log"
+def dns_log(network: str, root: Path | None = None) -> Path:
+    return state_dir(network, root) / "dns.log"
 
 
 def check_field(field: str, value: Any) -> None:

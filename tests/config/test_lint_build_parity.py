@@ -7,6 +7,7 @@ recipe's check, and the VM's ssh_config block holds exactly its own lines.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import tomlkit
@@ -17,6 +18,7 @@ from aivm.config import load
 from aivm.config.lint import lint_text
 from aivm.config.to_graph import vm_graph
 from aivm.guest import ssh
+from aivm.host.facts import NOMINAL
 from aivm.recipes import REGISTRY
 
 HOSTILE = ["", " ", "a\n", "\nb", "a b", "a'b", 'a"b', "a\\b", "a%d", "-a", "a-", "a_", "a.",
@@ -111,7 +113,7 @@ def test_lint_accepts_only_what_the_build_accepts(doc: dict[str, object]) -> Non
     cfg = load.loads(source, Path("/cfg/p.toml"))
     for vm in cfg.vms:
         for accel in ("kvm", "qemu"):
-            for node in vm_graph(cfg, vm, accel=accel).values():
+            for node in vm_graph(cfg, vm, replace(NOMINAL, accel=accel)).values():
                 REGISTRY.recipe(node.kind).check(node)
         block = ssh.ssh_config_block(ssh.Target(vm.name, vm.user, "10.77.0.5",
                                                 Path(vm.ssh_privkey).expanduser()))

@@ -156,18 +156,19 @@ def test_layout_disk_builds_the_disk_recipe_and_firmware_reaches_the_domain(
         ssh_key: Path, state_root: Path) -> None:
     from aivm.config.schema import Firmware, Image, ImageLayout, ImageSource
     from aivm.config.to_graph import vm_graph
+    from aivm.host.facts import read as read_facts
     from tests.recipes.conftest import sample_config
 
     image = Image(name="debian", source=ImageSource.DEBOOTSTRAP, layout=ImageLayout.DISK,
                   firmware=Firmware.EFI, mirror="http://deb.debian.org/debian")
     cfg = sample_config(ssh_key, image)
-    nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    nodes = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     assert nodes["image.debian"].kind == "debootstrap-disk"
     assert nodes["devbox.domain"].params["firmware"] == "efi"
     fetched = Image(name="cloud", url="https://example.org/cloud.img", sha256="a" * 64,
                     firmware=Firmware.EFI)
     cfg = sample_config(ssh_key, fetched)
-    nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    nodes = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     assert nodes["image.cloud"].kind == "fetch"
     assert nodes["devbox.domain"].params["firmware"] == "efi"
 
@@ -178,11 +179,12 @@ def test_bios_firmware_keeps_existing_domain_keys(ssh_key: Path, state_root: Pat
 
     from aivm.config.schema import Firmware
     from aivm.config.to_graph import vm_graph
+    from aivm.host.facts import read as read_facts
     from tests.recipes.conftest import sample_config
     from tests.recipes.helpers import keys_of, store_at
 
     cfg = sample_config(ssh_key)
-    nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    nodes = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     domain = nodes["devbox.domain"]
     assert domain.params["firmware"] == "bios"
     store = store_at(tmp_path / "store")
@@ -190,7 +192,7 @@ def test_bios_firmware_keeps_existing_domain_keys(ssh_key: Path, state_root: Pat
         k: v for k, v in domain.params.items() if k != "firmware"})}
     assert keys_of(nodes, store) == keys_of(before, store)   # the default is left out
     efi = sample_config(ssh_key, replace(cfg.images[0], firmware=Firmware.EFI))
-    changed = {n for n, k in keys_of(vm_graph(efi, efi.vms[0], accel="qemu"), store).items()
+    changed = {n for n, k in keys_of(vm_graph(efi, efi.vms[0], read_facts("qemu")), store).items()
                if k != keys_of(nodes, store)[n]}
     # the domain boots with it; the VM's packages layer is built by a guest booted the same
     # way (a provision param), and the overlay sits on that layer

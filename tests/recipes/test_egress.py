@@ -10,6 +10,7 @@ from aivm.config import load
 from aivm.config.to_graph import egress_node, network_node, vm_graph
 from aivm.errors import AivmError
 from aivm.graph.node import Node
+from aivm.host.facts import read as read_facts
 from aivm.recipes import egress
 from aivm.run import Cmd, run
 from tests.recipes.helpers import render_node
@@ -44,30 +45,31 @@ def network(policy: str = "allowlist"):  # type: ignore[no-untyped-def]
 
 
 def render(tmp_path: Path, policy: str = "allowlist") -> Path:
-    return render_node(egress_node(network(policy)), tmp_path / policy)
+    return render_node(egress_node(network(policy), read_facts()), tmp_path / policy)
 
 
 def test_graph_has_the_egress_node_only_when_filtering() -> None:
     for policy, present in (("open", False), ("allowlist", True), ("offline", True)):
         cfg = load.loads(CONFIG.format(policy=policy))
-        nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+        nodes = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
         assert ("net.aivm.egress" in nodes) is present
 
 
 def test_network_xml_is_the_same_for_every_filtering_policy() -> None:
     # an allowlist edit or allowlist <-> offline must not redefine (restart) the network
-    assert network_node(network("allowlist")) == network_node(network("offline"))
+    facts = read_facts()
+    assert network_node(network("allowlist"), facts) == network_node(network("offline"), facts)
     other = network("allowlist")
     import dataclasses
 
     more = dataclasses.replace(other, egress=dataclasses.replace(
         other.egress, allow=other.egress.allow + ("new.test",)))
-    assert network_node(more) == network_node(other)
-    assert network_node(network("open")) != network_node(other)
+    assert network_node(more, read_facts()) == network_node(other, read_facts())
+    assert network_node(network("open"), read_facts()) != network_node(other, read_facts())
 
 
 def test_names_are_normalised_and_deduplicated(tmp_path: Path) -> None:
-    domains = egress_node(network()).params["domains"]
+    domains = egress_node(network(), read_facts()).params["domains"]
     assert "example.com" in domains and "pypi.org" in domains and "github.com" in domains
     assert "api.example.com" not in domains   # covered by example.com
     assert list(domains) == sorted(set(domains))
@@ -112,7 +114,7 @@ def test_ruleset_loads_twice_and_keeps_learned_addresses(tmp_path: Path, netns: 
 
 
 def test_filtered_network_xml_passes_libvirt_schema(tmp_path: Path) -> None:
-    out = render_node(network_node(network()), tmp_path / "net")
+    out = render_node(network_node(network(), read_facts()), tmp_path / "net")
     xml = (out / "network.xml").read_text()
     assert "<dnsmasq:option value=\"no-resolv\"/>" in xml
     assert "servers-file=/var/lib/aivm-test-state/egress/aivm/allowed.conf" in xml
@@ -121,7 +123,7 @@ def test_filtered_network_xml_passes_libvirt_schema(tmp_path: Path) -> None:
     assert "max-ttl=300" in xml   # guests re-ask within 5 min (after a deny flushed the sets)
     check = run(Cmd.of("virt-xml-validate", str(out / "network.xml"), "network"), check=False)
     assert check.ok, check.stderr + check.stdout
-    plain = (render_node(network_node(network("open")), tmp_path / "open") /
+    plain = (render_node(network_node(network("open"), read_facts()), tmp_path / "open") /
              "network.xml").read_text()
     assert "dnsmasq" not in plain
 

@@ -17,6 +17,7 @@ from aivm.config.to_graph import vm_graph
 from aivm.errors import AivmError, BuildError, ConfigError
 from aivm.graph.node import Node
 from aivm.graph.store import Store
+from aivm.host.facts import read as read_facts
 from aivm.recipes import REGISTRY, builder, provision
 from aivm.run import Cmd, run
 from tests.recipes.conftest import sample_config
@@ -210,7 +211,7 @@ def chain_config(ssh_key: Path, tmp_path: Path, step: str = "echo marker > /etc/
 def test_vm_stacks_on_the_provision_chain_and_packages_layer(ssh_key: Path,
                                                             tmp_path: Path) -> None:
     cfg = chain_config(ssh_key, tmp_path)
-    nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    nodes = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     assert nodes["provision.tools"].inputs == {"base": "image.debian"}
     assert nodes["provision.extra"].inputs == {"base": "provision.tools"}
     assert nodes["devbox.packages"].inputs == {"base": "provision.extra"}
@@ -228,9 +229,9 @@ def test_vm_stacks_on_the_provision_chain_and_packages_layer(ssh_key: Path,
 def test_changing_a_step_rekeys_that_layer_and_its_dependants_only(
         ssh_key: Path, tmp_path: Path, store: Store) -> None:
     cfg = chain_config(ssh_key, tmp_path)
-    before = keys_of(vm_graph(cfg, cfg.vms[0], accel="qemu"), store)
+    before = keys_of(vm_graph(cfg, cfg.vms[0], read_facts("qemu")), store)
     changed_cfg = chain_config(ssh_key, tmp_path, step="echo other > /etc/m")
-    after = keys_of(vm_graph(changed_cfg, changed_cfg.vms[0], accel="qemu"), store)
+    after = keys_of(vm_graph(changed_cfg, changed_cfg.vms[0], read_facts("qemu")), store)
     assert {n for n in before if before[n] != after[n]} == {
         "provision.extra", "devbox.packages", "devbox.overlay", "devbox.domain"}
 
@@ -318,10 +319,10 @@ def test_the_layers_carry_the_bottom_images_firmware(ssh_key: Path, tmp_path: Pa
     from aivm.config.schema import Firmware
 
     cfg = chain_config(ssh_key, tmp_path)
-    bios = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    bios = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     assert "firmware" in bios["provision.tools"].params
     efi_cfg = replace(cfg, images=(replace(cfg.images[0], firmware=Firmware.EFI),))
-    efi = vm_graph(efi_cfg, efi_cfg.vms[0], accel="qemu")
+    efi = vm_graph(efi_cfg, efi_cfg.vms[0], read_facts("qemu"))
     assert efi["provision.tools"].params["firmware"] == "efi"
     assert efi["devbox.packages"].params["firmware"] == "efi"
     before, after = keys_of(bios, store), keys_of(efi, store)

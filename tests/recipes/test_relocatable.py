@@ -23,6 +23,7 @@ from aivm.graph.graph import Graph
 from aivm.graph.node import Node
 from aivm.graph.statcache import StatCache
 from aivm.graph.store import Manifest, Store
+from aivm.host.facts import read as read_facts
 from aivm.recipes import REGISTRY, render
 from aivm.recipes.base import XMLNS
 from aivm.recipes.domain_xml import STORE_REF, boot_info, resolve, store_ref
@@ -96,7 +97,7 @@ class Moved:
 
 def build_and_move(tmp_path: Path, home: Path, *, boot: bool) -> Moved:
     cfg = default_config(home)
-    nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    nodes = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     old = tmp_path / "first" / "store"
     store = store_at(old)
     images = [n for n in nodes.values() if n.kind in IMAGE_KINDS]

@@ -20,6 +20,7 @@ from aivm.config.to_graph import vm_graph
 from aivm.errors import AivmError, BuildError
 from aivm.graph.node import Node
 from aivm.graph.store import Store
+from aivm.host.facts import read as read_facts
 from aivm.recipes.base import XMLNS
 from aivm.recipes.domain_xml import resolve
 from aivm.run import Cmd, run
@@ -54,7 +55,7 @@ def built(tmp_path: Path, ssh_key: Path, store: Store) -> Built:
     # no packages: they would be a provision layer, whose build boots a builder guest
     cfg = sample_config(ssh_key, image=Image(name="cloud", url=str(base), sha256=sha),
                         packages=())
-    nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    nodes = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     report = build_nodes(store, nodes.values())
     assert sorted(report.built) == sorted(nodes)
     return Built(store, {n: s.path for n, s in report.states.items()},

@@ -9,6 +9,7 @@ from aivm.config.schema import Config, Firewall, Image
 from aivm.config.to_graph import mac_address, vm_graph
 from aivm.errors import ConfigError
 from aivm.graph.store import Store
+from aivm.host.facts import read as read_facts
 from tests.recipes.conftest import sample_config
 from tests.recipes.helpers import keys_of
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.usefixtures("state_root")
 
 
 def graph_keys(cfg: Config, store: Store, accel: str = "qemu") -> dict[str, str]:
-    return keys_of(vm_graph(cfg, cfg.vms[0], accel=accel), store)
+    return keys_of(vm_graph(cfg, cfg.vms[0], read_facts(accel)), store)
 
 
 def changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
@@ -26,7 +27,7 @@ def changed(a: dict[str, str], b: dict[str, str]) -> set[str]:
 
 def test_node_names_kinds_and_wiring(ssh_key: Path) -> None:
     cfg = sample_config(ssh_key)
-    nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    nodes = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     assert {n: nodes[n].kind for n in nodes} == {
         "image.debian": "debootstrap", "devbox.overlay": "overlay", "devbox.seed": "seed-iso",
         "net.aivm": "network-xml", "net.aivm.nft": "nft-ruleset", "devbox.domain": "domain-xml",
@@ -89,7 +90,7 @@ def test_fetched_image_is_keyed_by_its_pin_alone(ssh_key: Path, store: Store) ->
                                              sha256=pin))
     two = sample_config(ssh_key, image=Image(name="cloud", url="https://b.example/y.img",
                                              sha256=pin))
-    nodes = vm_graph(one, one.vms[0], accel="qemu")
+    nodes = vm_graph(one, one.vms[0], read_facts("qemu"))
     assert nodes["image.cloud"].fixed_output == pin
     assert graph_keys(one, store) == graph_keys(two, store)
 
@@ -98,7 +99,7 @@ def test_unpinned_image_names_the_setting(ssh_key: Path) -> None:
     cfg = sample_config(ssh_key, image=Image(name="cloud", url="https://a.example/x.img",
                                              sha256=""))
     with pytest.raises(ConfigError) as err:
-        vm_graph(cfg, cfg.vms[0], accel="qemu")
+        vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     assert err.value.reason == "unpinned"
     assert "sha256" in err.value.hint
 
@@ -107,17 +108,17 @@ def test_firewall_off_means_no_nft_node(ssh_key: Path) -> None:
     cfg = sample_config(ssh_key)
     net = replace(cfg.networks[0], firewall=Firewall(enabled=False))
     cfg = replace(cfg, networks=(net,))
-    assert "net.aivm.nft" not in vm_graph(cfg, cfg.vms[0], accel="qemu")
+    assert "net.aivm.nft" not in vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
 
 
 def test_unknown_image_and_accel(ssh_key: Path) -> None:
     cfg = sample_config(ssh_key)
     vm = replace(cfg.vms[0], image="nope")
     with pytest.raises(ConfigError) as err:
-        vm_graph(cfg, vm, accel="qemu")
+        vm_graph(cfg, vm, read_facts("qemu"))
     assert err.value.reason == "unknown-image"
     with pytest.raises(ConfigError) as err:
-        vm_graph(cfg, cfg.vms[0], accel="auto")
+        vm_graph(cfg, cfg.vms[0], read_facts("auto"))
     assert err.value.reason == "invalid-accel"
 
 
@@ -126,6 +127,6 @@ def test_relative_paths_come_from_the_config_folder(tmp_path: Path, ssh_key: Pat
                                 image=Image(name="local", url="images/base.qcow2",
                                             sha256="cd" * 32)),
                   path=tmp_path / "aivm.toml")
-    nodes = vm_graph(cfg, cfg.vms[0], accel="qemu")
+    nodes = vm_graph(cfg, cfg.vms[0], read_facts("qemu"))
     assert nodes["devbox.seed"].files["ssh_pubkey"] == tmp_path / "keys" / "me.pub"
     assert nodes["image.local"].params["url"] == str(tmp_path / "images" / "base.qcow2")
