@@ -7,14 +7,20 @@ from typing import Any
 
 from aivm.activate import live
 from aivm.config.schema import Config, Network
+from aivm.remote.placement import label
+from aivm.remote.status import on_host
 
 
-def collect(cfg: Config, conn: live.Conn | None, sections: Iterable[str]) -> dict[str, Any]:
+def collect(cfg: Config, conn: live.Conn | None, sections: Iterable[str],
+            connect_uri: str = "") -> dict[str, Any]:
+    """`connect_uri`: the process's (--connect); a remote VM's host is asked through it when
+    it is a qemu+ssh URI, else through qemu+ssh to the VM's host."""
     out: dict[str, Any] = {}
     if "vms" in sections:
         out["vms"] = [{"name": v.name, "network": v.network, "image": v.image, "cpus": v.cpus,
                        "memory_mib": v.memory_mib, "active": v.name == cfg.active_vm,
-                       "state": _domain(conn, v.name)} for v in cfg.vms]
+                       "host": label(v), "state": _domain(on_host(v, conn, connect_uri), v.name)}
+                      for v in cfg.vms]
     if "networks" in sections:
         out["networks"] = [{"name": n.name, "subnet": n.subnet, "bridge": n.bridge,
                             "firewall": n.firewall.enabled, "state": _network(conn, n.name)}
@@ -51,7 +57,8 @@ def render(data: dict[str, Any]) -> str:
         lines.append("VMs:")
         lines += [f"  {'*' if v['active'] else ' '} {v['name']:<20} {v['state']:<12} "
                   f"{v['cpus']} cpu, {v['memory_mib']} MiB, image {v['image']}, "
-                  f"network {v['network']}" for v in data["vms"]] or ["  (none)"]
+                  f"network {v['network']}, host {v['host']}" for v in data["vms"]]
+        lines = lines if data["vms"] else [*lines, "  (none)"]
     if "networks" in data:
         lines.append("networks:")
         lines += [f"    {n['name']:<20} {n['state']:<12} {n['subnet']} on {n['bridge']}, "

@@ -39,6 +39,7 @@ class VmStatus:
     egress: str = "open"        # the network's egress policy (aivm/activate/egress.py)
     start: str = ""             # how its next start goes: restore | boot-and-save | boot, why
     ports: tuple[Mapping[str, Any], ...] = ()   # published ports and their state (guest/ports.py)
+    host: str = "local"         # the host it runs on: "local" or user@server (aivm/remote)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,6 +54,13 @@ def vm_status(conn: live.Conn, vm: Vm, network: Network, states: Mapping[str, No
     net = live.read_network(conn, network.name)
     ip = live.lease_ip(conn, network.name, mac_address(vm.name)) if dom.active else None
     path = disk.disk_path(vm.name)
+    from aivm.remote.placement import label
+
+    where, disk_at, disk_exists = label(vm), str(path), path.exists()
+    if vm.host:  # the disk lies on the VM's host (aivm/remote/status.py)
+        from aivm.remote.status import remote_disk
+
+        disk_at, disk_exists = remote_disk(vm)
     return VmStatus(
         vm=vm.name, stale_nodes=tuple(n for n, s in states.items() if not s.cached),
         network=network.name, network_state=_state(net.exists, net.active, "active"),
@@ -60,9 +68,10 @@ def vm_status(conn: live.Conn, vm: Vm, network: Network, states: Mapping[str, No
         firewall=_firewall(network, states, nft),
         domain_state=_state(dom.exists, dom.active, "running"),
         domain_current=dom.key == dom_node.key, drift=_drift(dom, dom_node),
-        disk=str(path), disk_exists=path.exists(), ip=ip,
+        disk=disk_at, disk_exists=disk_exists, ip=ip, host=where,
         ssh=_ssh(vm, ip) if probe_ssh else "not checked",
-        console_log=str(path.parent / "console.log"), egress=egress.summary(network, states),
+        console_log=disk_at.rsplit("/", 1)[0] + "/console.log",
+        egress=egress.summary(network, states),
         ports=_ports(vm))
 
 
@@ -120,6 +129,7 @@ def render(s: VmStatus, *, detail: bool) -> str:
     ok = "up to date"
     lines = [
         f"VM {s.vm}",
+        f"  host:     {s.host}",
         f"  graph:    {len(s.stale_nodes)} stale node(s)"
         + (f": {', '.join(s.stale_nodes)}" if s.stale_nodes else ""),
         f"  network:  {s.network} {s.network_state}"

@@ -23,13 +23,19 @@ if TYPE_CHECKING:
 @click.option("--older-than", metavar="DURATION",
               help="Only unrooted entries created at least DURATION ago: 30d, 12h.")
 @click.option("--print-roots", is_flag=True, help="List each root and what holds it.")
+@click.option("--host", "host", metavar="USER@SERVER",
+              help="Collect the store of that host (where its VMs run) over ssh.")
 @click.pass_obj
 def gc(app: App, dry_run: bool, print_live: bool, print_dead: bool, as_json: bool,
-       yes: bool, max_freed: str | None, older_than: str | None, print_roots: bool) -> None:
+       yes: bool, max_freed: str | None, older_than: str | None, print_roots: bool,
+       host: str | None) -> None:
     """Remove store entries that no gc root (a defined VM, an explicit root) reaches."""
     from aivm.graph import gc as collector
     from aivm.inspect.units import parse_duration, parse_size
 
+    if host:
+        _remote(app, host, dry_run=dry_run, as_json=as_json, yes=yes, print_dead=print_dead)
+        return
     store = app.store()
     if print_roots:
         _print_roots(collector.roots(store.ensure()), as_json)
@@ -51,6 +57,31 @@ def gc(app: App, dry_run: bool, print_live: bool, print_dead: bool, as_json: boo
         click.echo(f"removed {len(done.dead)} entries, freed {_size(done.dead_bytes)}")
         if done.kept:
             click.echo(f"kept {len(done.kept)} shown entries: rooted or gone since the preview")
+
+
+def _remote(app: App, host: str, *, dry_run: bool, as_json: bool, yes: bool,
+            print_dead: bool) -> None:
+    """`--host`: the remote store, marked here, swept there (aivm/remote/gc.py)."""
+    from aivm.remote import gc as remote_gc
+    from aivm.remote.address import parse
+
+    conn, preview = remote_gc.preview(parse(host))
+    if as_json:
+        click.echo(json.dumps(preview.to_json() | {"dry_run": dry_run}, indent=2))
+    else:
+        for name in preview.dead if (print_dead or dry_run) else ():
+            click.echo(f"dead {preview.host}:{name}")
+        click.echo(f"{preview.host}: {len(preview.live)} live, {len(preview.dead)} dead "
+                   f"({_size(preview.dead_bytes)} to free)")
+    if dry_run or not preview.dead:
+        return
+    if not (yes or app.yes) and not click.confirm(
+            f"remove {len(preview.dead)} entries on {preview.host}?", default=False):
+        raise click.Abort()
+    removed = remote_gc.remove(conn, preview)
+    if not as_json:
+        click.echo(f"removed {len(removed)} entries on {preview.host}, "
+                   f"freed {_size(preview.dead_bytes)}")
 
 
 def _describe(result: GcResult, *, print_live: bool, print_dead: bool) -> None:

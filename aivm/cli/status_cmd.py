@@ -62,7 +62,7 @@ def list_(app: App, section: tuple[str, ...], as_json: bool) -> None:
 
     cfg = app.config()
     conn = _conn_or_none(app)
-    data = inventory.collect(cfg, conn, section or SECTIONS)
+    data = inventory.collect(cfg, conn, section or SECTIONS, app.connect_uri)
     if as_json:
         click.echo(json.dumps(data, indent=2))
     else:

@@ -110,6 +110,14 @@ def test_2_a_second_up_copies_nothing(laptop) -> None:
     report = laptop.json("up", "--yes")
     assert not any(s.startswith("Copy ") for s in report["steps"]), report["steps"]
     assert report["ran"] == [], report["ran"]
+    host = laptop.host
+    status = laptop.json("status", VM)
+    assert status["host"] == host.destination and status["domain_state"] == "running"
+    assert status["disk"] == f"{host.destination}:{host.state_dir / VM / 'disk.qcow2'}"
+    assert status["disk_exists"] is True and status["ssh"] == "reachable", status
+    listed = laptop.json("list", "--section", "vms")["vms"]
+    assert [(v["name"], v["host"], v["state"]) for v in listed] == [
+        (VM, host.destination, "running")]
 
 
 def test_3_destroy_cleans_the_remote(laptop) -> None:
@@ -118,3 +126,7 @@ def test_3_destroy_cleans_the_remote(laptop) -> None:
     assert not (host.state_dir / VM).exists()
     assert not (host.store_root / "roots" / "vms" / VM).exists()
     assert VM not in laptop.user.stack.connect().listDefinedDomains()
+    assert Store(host.store_root).entries()  # destroy keeps the store; gc --host frees it
+    swept = laptop.json("gc", "--host", host.destination, "--yes")
+    assert swept["live"] == [] and len(swept["dead"]) >= 6, swept
+    assert Store(host.store_root).entries() == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -45,9 +46,8 @@ def world(remote, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     client, host = remote
     monkeypatch.setenv("AIVM_NETNS", client)
     monkeypatch.setenv("AIVM_SSH_CONFIG", str(host.ssh_config))
-    run_dir = host.ssh_config.parent / f"r{len(list(host.ssh_config.parent.glob('r*')))}"
-    run_dir.mkdir(mode=0o700)
-    monkeypatch.setenv("XDG_RUNTIME_DIR", str(run_dir))  # a master of this test's own
+    run_dir = tempfile.mkdtemp(prefix="r", dir=host.ssh_config.parent)  # 0700, short
+    monkeypatch.setenv("XDG_RUNTIME_DIR", run_dir)  # a master of this test's own
     shutil.rmtree(host.store_root, ignore_errors=True)
     registry = FakeRegistry(tmp_path / "templates")
     cfg = tmp_path / "a.toml"
@@ -118,3 +118,19 @@ def test_a_bad_ssh_target_is_a_user_error(world) -> None:
     _host, run, _local = world
     out = run("store", "copy", "--to", "ssh://bad user@x")
     assert out.exit_code != 0 and "not user@server" in out.output
+
+
+def test_gc_on_the_host_keeps_rooted_closures_and_sweeps_the_rest(world) -> None:
+    host, run, local = world
+    assert run("store", "copy", "--to", f"ssh://{host.destination}").exit_code == 0
+    remote = Store(host.store_root)
+    first = min(remote.entries(), key=lambda e: e.name)
+    remote.add_root("keep", first)  # an explicit root on the host
+    kept = {first.name} | set(remote.manifest(first).input_entries.values())
+    dry = run("gc", "--host", host.destination, "--dry-run", "--json")
+    shown = json.loads(dry.output)
+    assert set(shown["live"]) == kept and len(shown["dead"]) == 4 - len(kept)
+    assert len(remote.entries()) == 4  # a dry run removes nothing
+    out = run("gc", "--host", host.destination, "--yes")
+    assert out.exit_code == 0, out.output
+    assert {e.name for e in remote.entries()} == kept
