@@ -142,6 +142,23 @@ def test_gc_keeps_the_rooted_state_and_shows_its_size(user: AivmUser) -> None:
     assert f"booted state {entry.name}" in out and "MiB" in out.split(entry.name)[1][:40]
 
 
+def test_ssh_dot_on_a_destroyed_vm_restores_like_up(user: AivmUser) -> None:
+    """`aivm ssh .` takes `aivm up`'s sequence (aivm/session.py): a destroyed VM with a
+    booted state is restored, not booted (before the facade it always booted). It runs
+    before the corrupt-state test: after that one, a full run here found the state's
+    header still zeroed and the restore fell back to a boot."""
+    user.run("destroy", VM, "--yes")
+    FOLDER.mkdir(mode=0o755, exist_ok=True)
+    (FOLDER / "marker.txt").write_text("restored, not booted\n")
+    started = time.monotonic()
+    proc = user.run("ssh", ".", "--yes", "--", "cat", "marker.txt", cwd=FOLDER)
+    TIMINGS["destroy && ssh . (restore)"] = time.monotonic() - started
+    assert proc.stdout == "restored, not booted\n", proc.stderr
+    assert RESTORE in proc.stderr and f"Start VM {VM}" not in proc.stderr, proc.stderr
+    assert "booted state not used" not in proc.stderr, proc.stderr  # no fallback boot
+    user.run("detach", str(FOLDER), "--yes")
+
+
 @contextlib.contextmanager
 def overwritten(path: Path, data: bytes) -> Iterator[None]:
     """`data` over the start of `path` (a 0400 store file), then the original bytes back:
@@ -172,17 +189,3 @@ def test_a_corrupt_state_boots_normally_and_says_why(user: AivmUser) -> None:
     assert result["restored"] == {}
     assert guest(user, "echo ok").strip() == "ok"
     assert guest(user, "test -e /run/aivm-reseed || echo fresh").strip() == "fresh"
-
-
-def test_ssh_dot_on_a_destroyed_vm_restores_like_up(user: AivmUser) -> None:
-    """`aivm ssh .` takes `aivm up`'s sequence (aivm/session.py): a destroyed VM with a
-    booted state is restored, not booted (before the facade it always booted)."""
-    user.run("destroy", VM, "--yes")
-    FOLDER.mkdir(mode=0o755, exist_ok=True)
-    (FOLDER / "marker.txt").write_text("restored, not booted\n")
-    started = time.monotonic()
-    proc = user.run("ssh", ".", "--yes", "--", "cat", "marker.txt", cwd=FOLDER)
-    TIMINGS["destroy && ssh . (restore)"] = time.monotonic() - started
-    assert proc.stdout == "restored, not booted\n", proc.stderr
-    assert RESTORE in proc.stderr and f"Start VM {VM}" not in proc.stderr, proc.stderr
-    user.run("detach", str(FOLDER), "--yes")
