@@ -17,7 +17,7 @@ from aivm.graph.statcache import StatCache
 
 if TYPE_CHECKING:
     from aivm.activate.accel import AccelChoice
-    from aivm.config.schema import Config
+    from aivm.config.schema import Config, Vm
     from aivm.graph.graph import Graph
     from aivm.host.facts import HostFacts
     from aivm.session import Env as App
@@ -105,17 +105,30 @@ def declared_graph(app: App, vms: tuple[str, ...]) -> Graph:
     cfg = app.config(implicit=True)
     chosen = [with_host_ids(_vm(cfg, name)) for name in vms] if vms else [
         with_host_ids(vm) for vm in cfg.vms]
-    facts = host_facts(app, auto=any(str(vm.accel) == "auto" for vm in chosen))
-    return merge(vm_graph(cfg, vm, facts) for vm in chosen)
+    facts = host_facts(app, auto=any(str(vm.accel) == "auto" and not vm.host
+                                     for vm in chosen))
+    return merge(vm_graph(cfg, vm, _facts_of(vm, facts)) for vm in chosen)
+
+
+def _facts_of(vm: Vm, local: HostFacts) -> HostFacts:
+    """A VM on another host is built with that host's facts (aivm/remote/facts.py)."""
+    if not vm.host:
+        return local
+    from aivm.remote.facts import graph_facts
+
+    return graph_facts(vm.host)
 
 
 def host_facts(app: App, *, auto: bool) -> HostFacts:
     """This host's facts (read once per process); with `auto`, the accel that
-    `accel = "auto"` resolves to as well (cached per boot; no QEMU probe in a dry run)."""
+    `accel = "auto"` resolves to as well: from the per-boot cache when the probe ran
+    (aivm/activate/accel.py stays unimported), else decided now (no QEMU in a dry run)."""
     from aivm.host import facts
 
     found = facts.detect()
-    return found.with_accel(accel_for(app, "auto").accel.value) if auto else found
+    if not auto:
+        return found
+    return found.with_accel(facts.cached_accel() or accel_for(app, "auto").accel.value)
 
 
 def _vm(cfg: Config, name: str):  # type: ignore[no-untyped-def]

@@ -27,10 +27,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aivm import paths
 from aivm.config.schema import Accel
+from aivm.host.facts import ACCEL_CACHE_VERSION as CACHE_VERSION
+from aivm.host.facts import BOOT_ID, read_accel_cache
+from aivm.host.facts import accel_cache_path as cache_path
+from aivm.host.facts import boot_id as _read_boot_id
 
-CACHE_VERSION = 1
 EXIT_PORT = 0xF4
 EXIT_VALUE = 0x31  # isa-debug-exit turns it into exit status (0x31 << 1) | 1 = 99
 EXIT_STATUS = (EXIT_VALUE << 1) | 1
@@ -66,7 +68,7 @@ class Host:
     dev_kvm: Path = Path("/dev/kvm")
     cpuinfo: Path = Path("/proc/cpuinfo")
     sys_module: Path = Path("/sys/module")
-    boot_id: Path = Path("/proc/sys/kernel/random/boot_id")
+    boot_id: Path = BOOT_ID
 
 
 GuestRun = Callable[[], str]  # "" when a guest ran under KVM, else why not
@@ -141,10 +143,6 @@ def probe(host: Host | None = None, run_guest: GuestRun = guest_runs) -> AccelCh
     return AccelChoice(Accel.KVM, "KVM ran the probe guest")
 
 
-def cache_path() -> Path:
-    return paths.user_state_dir() / "accel.json"
-
-
 def choose(setting: str = "auto", *, host: Host | None = None, cache: Path | None = None,
            refresh: bool = False, run_guest: GuestRun = guest_runs,
            may_probe: bool = True) -> AccelChoice:
@@ -174,20 +172,12 @@ def without_probe(host: Host) -> AccelChoice:
 
 
 def _boot_id(host: Host) -> str:
-    try:
-        return host.boot_id.read_text().strip()
-    except OSError:
-        return ""
+    return _read_boot_id(host.boot_id)
 
 
 def _read_cache(cache: Path, boot: str) -> AccelChoice | None:
-    try:
-        data = json.loads(cache.read_text())
-        if data["version"] != CACHE_VERSION or not boot or data["boot_id"] != boot:
-            return None
-        return AccelChoice(Accel(data["accel"]), str(data["reason"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    found = read_accel_cache(cache, boot)
+    return AccelChoice(Accel(found[0]), found[1]) if found else None
 
 
 def _write_cache(cache: Path, boot: str, choice: AccelChoice) -> None:

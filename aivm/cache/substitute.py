@@ -15,13 +15,17 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from aivm.cache import files, sign
+from aivm.cache import files
 from aivm.cache.backends import NOT_SHAREABLE, Cache, Record, Unreachable, open_cache
 from aivm.errors import StoreError
 from aivm.graph.digest import entry_digest
 from aivm.graph.node import ByteProgress
 from aivm.graph.store import Manifest, Store
+
+if TYPE_CHECKING:   # cryptography costs ~17 ms: imported when a record is checked or signed
+    from aivm.cache import sign
 
 Notify = Callable[[str], None]
 
@@ -97,6 +101,8 @@ def _check(record: Record, key: str, name: str, kind: str, trusted: Iterable[str
                          f"{m.name} ({m.key[:12]}, kind {m.kind}); refused",
                          hint="the cache is damaged or hostile; remove it from "
                               "[store] substituters", reason="cache-mismatch")
+    from aivm.cache import sign
+
     sign.check(m, record.signatures, trusted, source=url)
 
 
@@ -141,6 +147,8 @@ def push(store: Store, entries: Iterable[Path], cache: Cache, secret: sign.Secre
             skipped.append(f"{entry.name}: {NOT_SHAREABLE[manifest.kind]}")
             continue
         manifest = _checked(entry, manifest)
+        from aivm.cache import sign
+
         sigs = (sign.sign(manifest, secret),) if secret else ()
         sent += cache.upload(entry, Record(manifest, sigs, tuple(files.items(entry))), advance)
         done.append(entry.name)

@@ -24,7 +24,6 @@ node (accel, state dir, virtiofs: the domain; nameservers: the egress ruleset).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -151,7 +150,7 @@ def egress_node(net: Network, facts: HostFacts) -> Node:
     eg = net.egress
     allowlist = eg.policy == "allowlist"
     names = egress.domains(egress.preset_domains(eg.presets) + eg.allow) if allowlist else ()
-    upstreams = (eg.upstream_dns or facts.nameservers) if names else ()
+    upstreams = (eg.upstream_dns or egress.addresses(facts.nameservers)) if names else ()
     return Node(f"net.{net.name}.egress", "egress-ruleset", params={
         "network": net.name, "bridge": net.bridge, "policy": str(eg.policy),
         "domains": names, "cidrs": tuple(sorted(set(eg.allow_cidrs))) if allowlist else (),
@@ -184,6 +183,8 @@ def domain_node(vm: Vm, image: Image, net: Network, facts: HostFacts, base: str 
 
 def mac_address(vm_name: str) -> str:
     """A stable MAC for a VM, in QEMU's locally administered 52:54:00 range."""
+    import hashlib
+
     tail = hashlib.sha256(f"aivm-mac:{vm_name}".encode()).digest()[:3]
     return "52:54:00:" + ":".join(f"{b:02x}" for b in tail)
 

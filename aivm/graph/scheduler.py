@@ -8,13 +8,11 @@ a failure skips its dependants and names them.
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aivm import buildlog, urls
 from aivm.errors import AivmError, BuildError
@@ -23,6 +21,9 @@ from aivm.graph.graph import Graph
 from aivm.graph.node import BuildContext, ByteProgress, Node, Registry
 from aivm.graph.statcache import StatCache
 from aivm.graph.store import Manifest, Store, safe_name
+
+if TYPE_CHECKING:   # a no-op build starts no thread pool (concurrent.futures: ~6 ms)
+    import concurrent.futures as cf
 
 Event = Callable[..., None]
 # (store, key, name, kind, progress) -> the entry committed from a binary cache, or None
@@ -144,6 +145,10 @@ def build(graph: Graph, registry: Registry, store: Store, statcache: StatCache, 
 def _run(graph: Graph, registry: Registry, store: Store, report: BuildReport,
          stale: list[str], jobs: int, keep_going: bool, emit: Event,
          substitute: Substitute | None = None) -> None:
+    if not stale:
+        return    # a no-op build starts no thread pool
+    import concurrent.futures as cf
+
     pending = set(stale)
     running: dict[cf.Future[tuple[float, str]], str] = {}
     with cf.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
@@ -247,6 +252,8 @@ class _ProgressEvents:
 
 
 def _manifest(node: Node, state: NodeState, size: int, seconds: float) -> Manifest:
+    from datetime import UTC, datetime
+
     mat = state.material
     # a fixed-output key has no params: the manifest shows them with URL secrets redacted
     params = mat["params"] if "params" in mat else urls.redact_params(node.params)

@@ -34,7 +34,7 @@ class HostFacts:
     accel: str                 # "kvm" | "qemu" for accel = "auto"; "" when not decided
     virtiofs: bool
     state_dir: Path
-    nameservers: tuple[str, ...] = ()
+    nameservers: tuple[str, ...] = ()   # resolv.conf's `nameserver` values, as written
 
     def vm_state_dir(self, vm: str) -> Path:
         return self.state_dir / vm
@@ -47,6 +47,45 @@ class HostFacts:
     def accel_of(self, setting: str) -> str:
         """The accel of a VM whose config says `setting` (kvm, qemu or auto)."""
         return setting if setting in ACCELS else self.accel
+
+
+ACCEL_CACHE_VERSION = 1
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
+
+
+def accel_cache_path() -> Path:
+    from aivm import paths
+
+    return paths.user_state_dir() / "accel.json"
+
+
+def boot_id(path: Path = BOOT_ID) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def read_accel_cache(cache: Path, boot: str) -> tuple[str, str] | None:
+    """(accel, reason) that aivm/activate/accel.py decided on this boot, or None."""
+    import json
+
+    try:
+        data = json.loads(cache.read_text())
+        if data["version"] != ACCEL_CACHE_VERSION or not boot or data["boot_id"] != boot:
+            return None
+        if data["accel"] not in ACCELS:
+            return None
+        return str(data["accel"]), str(data["reason"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def cached_accel() -> str:
+    """What `accel = "auto"` resolved to on this boot, from the probe's cache; "" when it
+    was not probed yet (then aivm/activate/accel.py decides, which may start QEMU)."""
+    found = read_accel_cache(accel_cache_path(), boot_id())
+    return found[0] if found else ""
 
 
 # Facts of no particular host, for checks that must not depend on this one (lint asks
@@ -67,10 +106,20 @@ def virtiofs_available() -> bool:
 def read(accel: str = "") -> HostFacts:
     """This host's facts now (uncached), with `accel` as decided by the caller."""
     from aivm import paths
-    from aivm.recipes.egress import resolv_nameservers
 
     return HostFacts(accel=accel, virtiofs=virtiofs_available(), state_dir=paths.state_root(),
-                     nameservers=resolv_nameservers())
+                     nameservers=nameserver_words())
+
+
+def nameserver_words(path: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
+    """The values of resolv.conf's `nameserver` lines, unchecked (the egress node keeps the
+    IP addresses among them: aivm/recipes/egress.py `addresses`)."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return ()
+    return tuple(w[1] for w in (line.split() for line in lines)
+                 if len(w) >= 2 and w[0] == "nameserver")
 
 
 _DETECTED: dict[str, HostFacts] = {}

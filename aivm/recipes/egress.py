@@ -154,18 +154,19 @@ def preset_domains(names: Iterable[str]) -> tuple[str, ...]:
 
 def resolv_nameservers(path: Path = Path("/etc/resolv.conf")) -> tuple[str, ...]:
     """The `nameserver` addresses of the host's resolv.conf (the default upstreams)."""
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return ()
+    from aivm.host.facts import nameserver_words
+
+    return addresses(nameserver_words(path))
+
+
+def addresses(words: tuple[str, ...]) -> tuple[str, ...]:
+    """The IP addresses among resolv.conf `nameserver` values (zone ids dropped), once each."""
     found = []
-    for line in lines:
-        words = line.split()
-        if len(words) >= 2 and words[0] == "nameserver":
-            try:
-                found.append(str(ipaddress.ip_address(words[1].split("%", 1)[0])))
-            except ValueError:
-                continue
+    for word in words:
+        try:
+            found.append(str(ipaddress.ip_address(word.split("%", 1)[0])))
+        except ValueError:
+            continue
     return tuple(dict.fromkeys(found))
 
 
