@@ -42,7 +42,9 @@ _SERVER = re.compile(r"^server=/([^/]+)/", re.M)
 
 
 def node_name(network: str) -> str:
-    return f"net.{network}.egress"
+    from aivm.config.to_graph import egress_name
+
+    return egress_name(network)
 
 
 def record_file(network: str) -> Path:
@@ -134,7 +136,7 @@ def plan(network: str, states: Mapping[str, NodeState], *,
 
 def apply_plan(network: str, entry: Path, key: str, *, reload_dns: bool) -> Plan:
     table = rules.table_name(network)
-    servers = (entry / "allowed.conf").read_text()
+    servers = (entry / rules.EgressRuleset.SERVERS).read_text()
     target = rules.servers_file(network)
     if applied(network) == record_text(key) and _read(target) == servers:
         return plans.of(f"egress policy of network {network}: up to date")
@@ -142,7 +144,8 @@ def apply_plan(network: str, entry: Path, key: str, *, reload_dns: bool) -> Plan
     pid = dnsmasq_pid(network) if reload_dns else None
     actions = [
         _root(f"make {target.parent}", "mkdir", "-p", "-m", "0755", str(target.parent)),
-        Action.command(Cmd.of("nft", "-f", str(entry / "egress.nft"), root=True, in_netns=True,
+        Action.command(Cmd.of("nft", "-f", str(entry / rules.EgressRuleset.OUTPUT), root=True,
+                              in_netns=True,
                               meaning=f"load nft table inet {table} (learned addresses kept)")),
     ]
     if removed:
@@ -152,7 +155,8 @@ def apply_plan(network: str, entry: Path, key: str, *, reload_dns: bool) -> Plan
                     "allowed; they are learned again for the names still allowed)"))
             for learned in rules.LEARNED]
     actions.append(_root("install the allowed names where the network's dnsmasq reads them",
-                         "install", "-m", "0644", str(entry / "allowed.conf"), str(target)))
+                         "install", "-m", "0644", str(entry / rules.EgressRuleset.SERVERS),
+                         str(target)))
     if pid is not None:
         actions.append(_root(f"tell the network's dnsmasq (pid {pid}) to reread them: "
                              "no network restart", "kill", "-HUP", str(pid)))
@@ -482,7 +486,9 @@ def live_plan(conn: Any, net: Network, states: Mapping[str, NodeState]) -> Plan:
     """The egress policy (first: dnsmasq needs its servers-file), then the network when its
     XML changed (a switch between open and filtered restarts it; an allowlist edit never)."""
     from aivm.activate import live
+    from aivm.config.to_graph import network_name
+    from aivm.recipes.network_xml import NetworkXml
 
-    xml = states[f"net.{net.name}"].path / "network.xml"
+    xml = states[network_name(net.name)].path / NetworkXml.OUTPUT
     network = live.network_plan(conn, xml.read_text(), str(xml.parent))
     return plans.of(plan(net.name, states, reload_dns=network.is_empty), network)

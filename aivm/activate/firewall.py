@@ -28,7 +28,7 @@ from pathlib import Path
 from aivm.activate import plan as plans
 from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
 from aivm.graph.scheduler import NodeState
-from aivm.recipes.nft_ruleset import table_name
+from aivm.recipes.nft_ruleset import NftRuleset, table_name
 from aivm.run import Cmd, Result, failure
 
 DRY_RUN = "not checked: reading the live nft table needs root, and --dry-run runs no root command"
@@ -107,8 +107,10 @@ class Probe:
 def network_probe(network: str, states: Mapping[str, NodeState]) -> Probe:
     """The probe of a network's table, compared with its ruleset node when that is built
     (presence only when the firewall is disabled or its ruleset not built yet)."""
-    node = states.get(f"net.{network}.nft")
-    ruleset = node.path / "ruleset.nft" if node is not None else None
+    from aivm.config.to_graph import nft_name
+
+    node = states.get(nft_name(network))
+    ruleset = node.path / NftRuleset.OUTPUT if node is not None else None
     return Probe(network, table_name(network), ruleset if ruleset and ruleset.is_file() else None)
 
 

@@ -12,11 +12,11 @@ from typing import Any
 
 from aivm.activate import disk, egress, firewall, live
 from aivm.config.schema import Network, Vm
-from aivm.config.to_graph import mac_address
+from aivm.config.to_graph import domain_name, mac_address, network_name, nft_name
 from aivm.graph.scheduler import NodeState
 from aivm.graph.store import Store
 from aivm.guest import ssh
-from aivm.recipes.domain_xml import read_resolved
+from aivm.recipes.domain_xml import DomainXml, read_resolved
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class VmStatus:
 def vm_status(conn: live.Conn, vm: Vm, network: Network, states: Mapping[str, NodeState], *,
               nft: firewall.Live | None, probe_ssh: bool) -> VmStatus:
     """`nft`: what `firewall.network_probe` saw (with `--sudo`), None when not asked."""
-    dom_node = states[f"{vm.name}.domain"]
-    net_node = states[f"net.{network.name}"]
+    dom_node = states[domain_name(vm.name)]
+    net_node = states[network_name(network.name)]
     dom = live.read_domain(conn, vm.name)
     net = live.read_network(conn, network.name)
     ip = live.lease_ip(conn, network.name, mac_address(vm.name)) if dom.active else None
@@ -86,7 +86,7 @@ def start_path(conn: live.Conn, store: Store, vm: Vm, states: Mapping[str, NodeS
     """How `aivm up` / `--recreate` starts the VM next (aivm/activate/snapshot.py)."""
     from aivm.activate import snapshot
 
-    xml = states[f"{vm.name}.domain"].path / "domain.xml"
+    xml = states[domain_name(vm.name)].path / DomainXml.OUTPUT
     if not xml.is_file():
         return "not built yet: `aivm up` builds the domain first"
     return snapshot.choose(conn, store, vm, read_resolved(xml), enabled=enabled).line
@@ -98,7 +98,7 @@ def _state(exists: bool, active: bool, on: str) -> str:
 
 def _firewall(network: Network, states: Mapping[str, NodeState],
               nft: firewall.Live | None) -> str:
-    if f"net.{network.name}.nft" not in states:
+    if nft_name(network.name) not in states:
         return "disabled" + (", but its nft table is still applied" if nft and nft.exists else "")
     if nft is None:
         return "not checked (use --sudo)"
@@ -110,7 +110,7 @@ def _firewall(network: Network, states: Mapping[str, NodeState],
 def _drift(dom: live.DomainState, node: NodeState) -> tuple[str, ...]:
     if not dom.exists or dom.key == node.key:
         return ()
-    xml = node.path / "domain.xml"
+    xml = node.path / DomainXml.OUTPUT
     if not xml.is_file():
         return ("the config changed since the last build: `aivm up` rebuilds and applies it",)
     return tuple(d.line for d in live.drift(live.parse_domain(read_resolved(xml)), dom)) or (

@@ -19,12 +19,16 @@ from aivm import paths
 from aivm.activate import disk, firewall, live
 from aivm.activate import plan as plans
 from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
+from aivm.config import to_graph as names
 from aivm.config.schema import Attachment, Config, Network, Vm
 from aivm.errors import AivmError
 from aivm.graph.scheduler import NodeState
 from aivm.graph.store import Root, Store
 from aivm.guest import ssh
-from aivm.recipes.nft_ruleset import table_name
+from aivm.recipes.domain_xml import DomainXml
+from aivm.recipes.network_xml import NetworkXml
+from aivm.recipes.nft_ruleset import NftRuleset, table_name
+from aivm.recipes.overlay import Overlay
 
 
 @dataclass(frozen=True)
@@ -41,7 +45,7 @@ class Artifacts:
 
     @property
     def domain_xml(self) -> Path:
-        return self.entry(f"{self.vm.name}.domain") / "domain.xml"
+        return self.entry(names.domain_name(self.vm.name)) / DomainXml.OUTPUT
 
     def domain_text(self) -> str:
         """The domain XML as libvirt gets it: its store references made paths in this store."""
@@ -51,16 +55,16 @@ class Artifacts:
 
     @property
     def network_xml(self) -> Path:
-        return self.entry(f"net.{self.network.name}") / "network.xml"
+        return self.entry(names.network_name(self.network.name)) / NetworkXml.OUTPUT
 
     @property
     def ruleset(self) -> Path | None:
-        node = f"net.{self.network.name}.nft"
-        return self.entry(node) / "ruleset.nft" if node in self.states else None
+        node = names.nft_name(self.network.name)
+        return self.entry(node) / NftRuleset.OUTPUT if node in self.states else None
 
     @property
     def overlay(self) -> Path:
-        return self.entry(f"{self.vm.name}.overlay") / "disk.qcow2"
+        return self.entry(names.overlay_name(self.vm.name)) / Overlay.OUTPUT
 
     def hypervisor_files(self) -> list[Path]:
         """Every store file QEMU opens: the overlay, the layers and image under it (provision

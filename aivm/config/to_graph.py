@@ -25,6 +25,8 @@ node (accel, state dir, virtiofs: the domain; nameservers: the egress ruleset).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from aivm.config.schema import Config, Image, ImageLayout, ImageSource, Network, Provision, Vm
@@ -33,7 +35,61 @@ from aivm.graph.node import Node
 from aivm.host.facts import ACCELS, HostFacts
 
 
-def vm_graph(cfg: Config, vm: Vm, facts: HostFacts) -> dict[str, Node]:
+def image_name(image: str) -> str:
+    return f"image.{image}"
+
+
+def overlay_name(vm: str) -> str:
+    return f"{vm}.overlay"
+
+
+def seed_name(vm: str) -> str:
+    return f"{vm}.seed"
+
+
+def domain_name(vm: str) -> str:
+    return f"{vm}.domain"
+
+
+def network_name(net: str) -> str:
+    return f"net.{net}"
+
+
+def nft_name(net: str) -> str:
+    return f"net.{net}.nft"
+
+
+def egress_name(net: str) -> str:
+    return f"net.{net}.egress"
+
+
+@dataclass(frozen=True)
+class VmGraph(Mapping[str, Node]):
+    """One VM's nodes (a mapping by node name) and the name of each role: activation asks
+    `graph.domain`, not a spelling of the name. `nft` / `egress` are "" when the network
+    has none; `layers` are the provision layers, bottom first."""
+
+    image: str
+    layers: tuple[str, ...]
+    overlay: str
+    seed: str
+    network: str
+    nft: str
+    egress: str
+    domain: str
+    nodes: Mapping[str, Node]
+
+    def __getitem__(self, name: str) -> Node:
+        return self.nodes[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.nodes)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+
+def vm_graph(cfg: Config, vm: Vm, facts: HostFacts) -> VmGraph:
     """Every node one VM needs, by node name: a pure function of its arguments."""
     accel = facts.accel_of(str(vm.accel))
     if accel not in ACCELS:
@@ -42,18 +98,21 @@ def vm_graph(cfg: Config, vm: Vm, facts: HostFacts) -> dict[str, Node]:
                           reason="invalid-accel")
     image, network = _image(cfg, vm), _network(cfg, vm)
     layers = provision_nodes(cfg, vm, image)
-    base = layers[-1].name if layers else f"image.{image.name}"
+    base = layers[-1].name if layers else image_name(image.name)
     nodes = [image_node(cfg, image), *layers, overlay_node(vm, image, base), seed_node(cfg, vm),
              network_node(network, facts), domain_node(vm, image, network, facts, base)]
-    if network.firewall.enabled:
-        nodes.append(nft_node(network))
-    if network.egress.policy != "open":
-        nodes.append(egress_node(network, facts))
-    return {n.name: n for n in nodes}
+    nft = nft_node(network) if network.firewall.enabled else None
+    egress = egress_node(network, facts) if network.egress.policy != "open" else None
+    nodes += [n for n in (nft, egress) if n is not None]
+    return VmGraph(image=image_name(image.name), layers=tuple(n.name for n in layers),
+                   overlay=overlay_name(vm.name), seed=seed_name(vm.name),
+                   network=network_name(network.name), nft=nft.name if nft else "",
+                   egress=egress.name if egress else "", domain=domain_name(vm.name),
+                   nodes={n.name: n for n in nodes})
 
 
 def image_node(cfg: Config, image: Image) -> Node:
-    name = f"image.{image.name}"
+    name = image_name(image.name)
     if image.source == ImageSource.DEBOOTSTRAP:
         kind = "debootstrap-disk" if image.layout == ImageLayout.DISK else "debootstrap"
         return Node(name, kind, params={
@@ -71,8 +130,8 @@ def image_node(cfg: Config, image: Image) -> Node:
 
 
 def overlay_node(vm: Vm, image: Image, base: str = "") -> Node:
-    return Node(f"{vm.name}.overlay", "overlay", params={"size_gib": vm.disk_gib},
-                inputs={"base": base or f"image.{image.name}"})
+    return Node(overlay_name(vm.name), "overlay", params={"size_gib": vm.disk_gib},
+                inputs={"base": base or image_name(image.name)})
 
 
 def provision_nodes(cfg: Config, vm: Vm, image: Image) -> list[Node]:
@@ -86,7 +145,7 @@ def provision_nodes(cfg: Config, vm: Vm, image: Image) -> list[Node]:
     nodes = [provision_node(cfg, p, image) for p in chain]
     if vm.packages:
         allow = (_origin(image.mirror),) if image.source == ImageSource.DEBOOTSTRAP else ()
-        base = nodes[-1].name if nodes else f"image.{image.name}"
+        base = nodes[-1].name if nodes else image_name(image.name)
         nodes.append(Node(f"{vm.name}.packages", "provision", params={
             "packages": tuple(vm.packages), "allow": tuple(a for a in allow if a),
             "firmware": str(image.firmware)},
@@ -97,7 +156,7 @@ def provision_nodes(cfg: Config, vm: Vm, image: Image) -> list[Node]:
 def provision_node(cfg: Config, prov: Provision, image: Image) -> Node:
     """One [[provisions]] layer; `image` is the one at the bottom (the builder boots its
     firmware when it has no kernel outside)."""
-    base = f"provision.{prov.base}" if cfg.provision(prov.base) else f"image.{prov.base}"
+    base = f"provision.{prov.base}" if cfg.provision(prov.base) else image_name(prov.base)
     return Node(f"provision.{prov.name}", "provision", params={
         "packages": tuple(prov.packages), "run": tuple(prov.run),
         "files": tuple((f.dest, f.mode) for f in prov.files),
@@ -115,7 +174,7 @@ def _origin(url: str) -> str:
 
 def seed_node(cfg: Config, vm: Vm) -> Node:
     uid, gid = (vm.uid, vm.gid) if vm.host_uid_match else (None, None)
-    return Node(f"{vm.name}.seed", "seed-iso", params={
+    return Node(seed_name(vm.name), "seed-iso", params={
         "hostname": guest_hostname(vm.name), "user": vm.user,
         "uid": uid if _regular_id(uid) else None, "gid": gid if _regular_id(gid) else None,
         "timezone": vm.timezone, "password_login": vm.password_login,
@@ -125,7 +184,7 @@ def seed_node(cfg: Config, vm: Vm) -> Node:
 
 
 def network_node(net: Network, facts: HostFacts) -> Node:
-    return Node(f"net.{net.name}", "network-xml", params={
+    return Node(network_name(net.name), "network-xml", params={
         "name": net.name, "bridge": net.bridge, "subnet": net.subnet, "gateway": net.gateway,
         "dhcp_start": net.dhcp_start, "dhcp_end": net.dhcp_end,
         **_dnsmasq_egress(net, facts)})
@@ -151,7 +210,7 @@ def egress_node(net: Network, facts: HostFacts) -> Node:
     allowlist = eg.policy == "allowlist"
     names = egress.domains(egress.preset_domains(eg.presets) + eg.allow) if allowlist else ()
     upstreams = (eg.upstream_dns or egress.addresses(facts.nameservers)) if names else ()
-    return Node(f"net.{net.name}.egress", "egress-ruleset", params={
+    return Node(egress_name(net.name), "egress-ruleset", params={
         "network": net.name, "bridge": net.bridge, "policy": str(eg.policy),
         "domains": names, "cidrs": tuple(sorted(set(eg.allow_cidrs))) if allowlist else (),
         "upstreams": tuple(upstreams)})
@@ -159,7 +218,7 @@ def egress_node(net: Network, facts: HostFacts) -> Node:
 
 def nft_node(net: Network) -> Node:
     fw = net.firewall
-    return Node(f"net.{net.name}.nft", "nft-ruleset", params={
+    return Node(nft_name(net.name), "nft-ruleset", params={
         "network": net.name, "bridge": net.bridge, "gateway": net.gateway,
         "allow_tcp_ports": tuple(sorted(set(fw.allow_tcp_ports))),
         "allow_udp_ports": tuple(sorted(set(fw.allow_udp_ports))),
@@ -170,15 +229,15 @@ def nft_node(net: Network) -> Node:
 
 def domain_node(vm: Vm, image: Image, net: Network, facts: HostFacts, base: str = "") -> Node:
     state = facts.vm_state_dir(vm.name)
-    return Node(f"{vm.name}.domain", "domain-xml", params={
+    return Node(domain_name(vm.name), "domain-xml", params={
         "name": vm.name, "accel": facts.accel_of(str(vm.accel)), "cpus": vm.cpus,
         "memory_mib": vm.memory_mib,
         "disk": str(state / "disk.qcow2"), "console_log": str(state / "console.log"),
         "network": net.name, "mac": mac_address(vm.name),
         "shared_root": str(state / "shared-root") if facts.virtiofs else "",
         "firmware": str(image.firmware),
-    }, inputs={"base": base or f"image.{image.name}", "overlay": f"{vm.name}.overlay",
-               "seed": f"{vm.name}.seed", "network": f"net.{net.name}"})
+    }, inputs={"base": base or image_name(image.name), "overlay": overlay_name(vm.name),
+               "seed": seed_name(vm.name), "network": network_name(net.name)})
 
 
 def mac_address(vm_name: str) -> str:

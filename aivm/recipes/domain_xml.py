@@ -46,6 +46,7 @@ DOMAIN_FILE = "domain.xml"
 
 class DomainXml(RecipeBase):
     kind: ClassVar[str] = "domain-xml"
+    OUTPUT: ClassVar[str] = DOMAIN_FILE
     version: ClassVar[int] = 2  # 2: store files by reference (`@store@/...`), not absolute
     templates: ClassVar[tuple[str, ...]] = ("domain.xml.j2",)
     defaults: ClassVar[Mapping[str, Any]] = {

@@ -53,6 +53,8 @@ DENY_TIMEOUT_S = 86400
 
 class EgressRuleset(RecipeBase):
     kind: ClassVar[str] = "egress-ruleset"
+    OUTPUT: ClassVar[str] = "egress.nft"
+    SERVERS: ClassVar[str] = "allowed.conf"   # also the live servers-file's name
     version: ClassVar[int] = 1
     templates: ClassVar[tuple[str, ...]] = ("egress.nft.j2", "allowed.conf.j2")
     defaults: ClassVar[Mapping[str, Any]] = {"domains": (), "cidrs": (), "upstreams": ()}
@@ -81,8 +83,8 @@ class EgressRuleset(RecipeBase):
 
     def build(self, ctx: BuildContext, into: Path) -> None:
         facts = self.check(ctx.node)
-        render.write(into, "egress.nft", "egress.nft.j2", key=ctx.key, **facts)
-        render.write(into, "allowed.conf", "allowed.conf.j2", key=ctx.key, **facts)
+        render.write(into, self.OUTPUT, "egress.nft.j2", key=ctx.key, **facts)
+        render.write(into, self.SERVERS, "allowed.conf.j2", key=ctx.key, **facts)
 
 
 def table_name(network: str) -> str:
@@ -183,7 +185,7 @@ def state_dir(network: str, root: Path | None = None) -> Path:
 
 
 def servers_file(network: str, root: Path | None = None) -> Path:
-    return state_dir(network, root) / "allowed.conf"
+    return state_dir(network, root) / EgressRuleset.SERVERS
 
 
 def dns_log(network: str, root: Path | None = None) -> Path:

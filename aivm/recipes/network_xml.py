@@ -21,6 +21,7 @@ from aivm.recipes.base import XMLNS, RecipeBase
 
 class NetworkXml(RecipeBase):
     kind: ClassVar[str] = "network-xml"
+    OUTPUT: ClassVar[str] = "network.xml"
     version: ClassVar[int] = 1
     templates: ClassVar[tuple[str, ...]] = ("network.xml.j2",)
     defaults: ClassVar[Mapping[str, Any]] = {
@@ -33,7 +34,7 @@ class NetworkXml(RecipeBase):
         return {**lan(p), **egress_options(p)}
 
     def build(self, ctx: BuildContext, into: Path) -> None:
-        render.write(into, "network.xml", "network.xml.j2", key=ctx.key, xmlns=XMLNS,
+        render.write(into, self.OUTPUT, "network.xml.j2", key=ctx.key, xmlns=XMLNS,
                      **self.check(ctx.node))
 
 

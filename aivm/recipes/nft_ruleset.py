@@ -65,6 +65,7 @@ LAN_SHAPE = ("an address or CIDR range of your LAN and one port, e.g. \"192.168.
 
 class NftRuleset(RecipeBase):
     kind: ClassVar[str] = "nft-ruleset"
+    OUTPUT: ClassVar[str] = "ruleset.nft"
     version: ClassVar[int] = 2
     templates: ClassVar[tuple[str, ...]] = ("ruleset.nft.j2",)
     defaults: ClassVar[Mapping[str, Any]] = {
@@ -90,7 +91,7 @@ class NftRuleset(RecipeBase):
         }
 
     def build(self, ctx: BuildContext, into: Path) -> None:
-        render.write(into, "ruleset.nft", "ruleset.nft.j2", key=ctx.key, **self.check(ctx.node))
+        render.write(into, self.OUTPUT, "ruleset.nft.j2", key=ctx.key, **self.check(ctx.node))
 
 
 def table_name(network: str) -> str:

@@ -25,6 +25,7 @@ GIB = 1 << 30
 
 class Overlay(RecipeBase):
     kind: ClassVar[str] = "overlay"
+    OUTPUT: ClassVar[str] = "disk.qcow2"   # the thin disk (its base's OUTPUT is the same name)
     version: ClassVar[int] = 2   # 2: relative backing file
     defaults: ClassVar[Mapping[str, Any]] = {"size_gib": 32}
     inputs: ClassVar[tuple[str, ...]] = ("base",)
@@ -36,7 +37,7 @@ class Overlay(RecipeBase):
 
     def build(self, ctx: BuildContext, into: Path) -> None:
         size = self.check(ctx.node)["size_gib"] * GIB
-        base = ctx.input("base") / "disk.qcow2"
+        base = ctx.input("base") / self.OUTPUT
         values.abs_path(str(base), "base image path")
         virtual = virtual_size(base)
         if size < virtual:
@@ -45,7 +46,7 @@ class Overlay(RecipeBase):
                              hint="raise disk_gib for this VM", reason="invalid-param")
         relative = os.path.relpath(base, into)   # qemu resolves it from the overlay's dir
         run.run(run.Cmd.of("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-                           "-b", relative, str(into / "disk.qcow2"), str(size),
+                           "-b", relative, str(into / self.OUTPUT), str(size),
                            meaning="create the VM's thin overlay disk"))
 
 

@@ -29,6 +29,7 @@ ISO_NAMES = {"user-data": "USER_DATA", "meta-data": "META_DATA",
 
 class SeedIso(RecipeBase):
     kind: ClassVar[str] = "seed-iso"
+    OUTPUT: ClassVar[str] = "seed.iso"
     version: ClassVar[int] = 1
     templates: ClassVar[tuple[str, ...]] = ("user-data.j2", "meta-data.j2", "network-config.j2")
     defaults: ClassVar[Mapping[str, Any]] = {
@@ -57,7 +58,7 @@ class SeedIso(RecipeBase):
         v["instance_id"] = f"iid-{v['hostname']}-{ctx.key[:16]}"
         for name in SEED_FILES:
             render.write(into, name, f"{name}.j2", key=ctx.key, **v)
-        write_iso(into / "seed.iso", {name: (into / name).read_bytes() for name in SEED_FILES})
+        write_iso(into / self.OUTPUT, {name: (into / name).read_bytes() for name in SEED_FILES})
 
 
 def write_iso(path: Path, files: Mapping[str, bytes]) -> None:

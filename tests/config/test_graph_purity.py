@@ -123,3 +123,38 @@ def test_detect_reads_the_host_once(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     first = host_facts.detect()
     assert host_facts.detect() is first and calls == [1]
     assert first.state_dir == tmp_path / "state" and first.accel == ""
+
+
+def test_vm_graph_names_every_node_by_its_role(cfg: Config) -> None:
+    graph = vm_graph(cfg, cfg.vms[0], HERE)
+    roles = {"image": "debootstrap", "overlay": "overlay", "seed": "seed-iso",
+             "network": "network-xml", "nft": "nft-ruleset", "egress": "egress-ruleset",
+             "domain": "domain-xml"}
+    assert {role: graph[getattr(graph, role)].kind for role in roles} == roles
+    assert [graph[n].kind for n in graph.layers] == ["provision"]
+    assert set(graph) == {getattr(graph, r) for r in roles} | set(graph.layers)
+    assert dict(graph[graph.domain].inputs) == {
+        "base": graph.layers[-1], "overlay": graph.overlay, "seed": graph.seed,
+        "network": graph.network}
+
+
+def test_a_network_without_firewall_or_egress_names_no_such_node(cfg: Config) -> None:
+    from aivm.config.schema import Firewall
+
+    net = replace(cfg.networks[0], firewall=Firewall(enabled=False), egress=Egress())
+    graph = vm_graph(replace(cfg, networks=(net,)), cfg.vms[0], HERE)
+    assert (graph.nft, graph.egress) == ("", "")
+    assert not any(n.kind in ("nft-ruleset", "egress-ruleset") for n in graph.values())
+
+
+def test_recipes_write_the_output_file_they_export(cfg: Config, tmp_path: Path) -> None:
+    """Activation finds a node's file by the recipe's OUTPUT constant, never by a spelling."""
+    from aivm.recipes import REGISTRY
+    from tests.recipes.helpers import render_node
+
+    graph = vm_graph(cfg, cfg.vms[0], HERE)
+    for role in ("network", "nft", "egress"):
+        node = graph[getattr(graph, role)]
+        out = render_node(node, tmp_path / role)
+        assert (out / REGISTRY.recipe(node.kind).OUTPUT).is_file(), role
+    assert (tmp_path / "egress" / REGISTRY.recipe("egress-ruleset").SERVERS).is_file()
