@@ -37,7 +37,7 @@ from aivm.graph.store import Store
 from aivm.recipes.domain_xml import resolve
 from aivm.remote.address import Remote
 from aivm.remote.connection import Connection
-from aivm.remote.facts import HostFacts, probe
+from aivm.remote.facts import RemoteFacts, probe
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Host:
     remote: Remote
     conn: Connection
     store: SshStore
-    facts: HostFacts
+    facts: RemoteFacts
 
     @classmethod
     def of(cls, remote: Remote) -> Host:

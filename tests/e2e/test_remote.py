@@ -74,8 +74,9 @@ def laptop(realstack, shared_store: Path):
         with remote_host(client, work, server_netns=realstack.netns) as host:
             user = debian_user(realstack, work / "home", shared_store)
             user.set_vm_key("host", json.dumps(host.destination))
-            user.run("build")  # the closure is built here, on the laptop
-            yield Laptop(user, client, host, work)
+            laptop = Laptop(user, client, host, work)
+            laptop.run("build")  # built here, on the laptop, with the host's facts
+            yield laptop
             Laptop(user, client, host, work).run("destroy", VM, "--yes", check=False)
     finally:
         for pid in ns_pids(client):
@@ -100,6 +101,9 @@ def test_1_up_copies_the_closure_and_the_guest_answers_through_the_host(laptop) 
     disk = host.state_dir / VM / "disk.qcow2"
     assert disk.is_file() and backing_of(disk) == host.store_root / overlay / "disk.qcow2"
     assert not (laptop.work / "here" / VM).exists()  # nothing of the VM's state here
+    domain = next(e for e in local.entries() if e.name.endswith(f"-{VM}.domain"))
+    xml = (domain / "domain.xml").read_text()  # rendered with the host's facts
+    assert f"{host.state_dir / VM}/disk.qcow2" in xml and str(laptop.work / "here") not in xml
     out = laptop.run("ssh", VM, "--", "cat", "/etc/hostname").stdout
     assert out.strip() == VM
     # aivm's own commands shared one ssh connection (libvirt's qemu+ssh has its own)

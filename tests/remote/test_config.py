@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from aivm.config import lint
 from aivm.config.load import load
 
@@ -69,3 +71,27 @@ def test_placement_from_host_or_connect_uri() -> None:
     via = "qemu+ssh://bob@box:2222/system"
     assert label(Vm(name="c"), via) == "bob@box:2222"
     assert libvirt_uri(Vm(name="c"), via) == via
+
+
+def test_a_remote_vm_graph_is_built_with_its_hosts_facts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aivm.cli.app import App
+    from aivm.remote import facts
+
+    monkeypatch.setenv("AIVM_STATE", str(tmp_path / "here"))
+    key = tmp_path / "id.pub"
+    key.write_text("ssh-ed25519 "
+                   "AAAAC3NzaC1lZDI1NTE5AAAAIGZ0ZXN0a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5 t\n")
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[[vms]]\nname = "big"\nhost = "alice@server"\naccel = "auto"\n'
+                   f'ssh_pubkey = "{key}"\n\n[[vms]]\nname = "here"\naccel = "qemu"\n'
+                   f'ssh_pubkey = "{key}"\n')
+    monkeypatch.setitem(facts._PROBED, "alice@server", facts.parse(
+        "alice@server", "uid=1000\nstore_root=/srv/s\nstate_dir=/srv/state\naccel=kvm\n"
+                        "virtiofs=no\nqemu_version=QEMU 8\nnameservers=10.1.1.1 bad\n"))
+    graph = App(config_override=str(cfg), store_override=str(tmp_path / "store")).graph(())
+    big, here = graph.nodes["big.domain"].params, graph.nodes["here.domain"].params
+    assert big["accel"] == "kvm" and big["disk"] == "/srv/state/big/disk.qcow2"
+    assert big["shared_root"] == ""   # no virtiofsd on that host
+    assert here["disk"] == f"{tmp_path}/here/here/disk.qcow2" and here["accel"] == "qemu"
+    assert facts._PROBED["alice@server"].nameservers == ("10.1.1.1",)
