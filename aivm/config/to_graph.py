@@ -27,6 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from aivm.config.schema import Config, Image, ImageLayout, ImageSource, Network, Provision, Vm
@@ -35,32 +36,18 @@ from aivm.graph.node import Node
 from aivm.host.facts import ACCELS, HostFacts
 
 
-def image_name(image: str) -> str:
-    return f"image.{image}"
+def _named(prefix: str, suffix: str, owner: str) -> str:
+    return f"{prefix}{owner}{suffix}"
 
 
-def overlay_name(vm: str) -> str:
-    return f"{vm}.overlay"
-
-
-def seed_name(vm: str) -> str:
-    return f"{vm}.seed"
-
-
-def domain_name(vm: str) -> str:
-    return f"{vm}.domain"
-
-
-def network_name(net: str) -> str:
-    return f"net.{net}"
-
-
-def nft_name(net: str) -> str:
-    return f"net.{net}.nft"
-
-
-def egress_name(net: str) -> str:
-    return f"net.{net}.egress"
+# The one spelling of each node name (callers pass the image, VM or network name).
+image_name = partial(_named, "image.", "")
+overlay_name = partial(_named, "", ".overlay")
+seed_name = partial(_named, "", ".seed")
+domain_name = partial(_named, "", ".domain")
+network_name = partial(_named, "net.", "")
+nft_name = partial(_named, "net.", ".nft")
+egress_name = partial(_named, "net.", ".egress")
 
 
 @dataclass(frozen=True)
