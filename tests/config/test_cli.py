@@ -194,8 +194,9 @@ def test_edit_invalid_restores(aivm, cfg_path: Path, tmp_path: Path,  # type: ig
     rejected = cfg_path.with_name("config.toml.rejected")
     assert result.stderr == (
         f"error: {cfg_path}:13: unknown key 'colour' in vms\n"
-        f"hint: known keys: accel, cpus, disk_gib, gid, host, host_uid_match, image, memory_mib, name, "
-        "network, packages, password_login, ports, ssh_privkey, ssh_pubkey, timezone, uid, user; "
+        "hint: known keys: accel, cpus, disk_gib, gid, host, host_uid_match, image, memory_mib, "
+        "name, network, packages, password_login, ports, ssh_privkey, ssh_pubkey, timezone, uid, "
+        "user; "
         f"the previous file was restored and your edit is kept in {rejected}\n")
     assert cfg_path.read_text() == SMALL
     assert rejected.read_text() == SMALL + "colour = 1\n"
