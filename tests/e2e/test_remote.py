@@ -101,8 +101,8 @@ def test_1_up_copies_the_closure_and_the_guest_answers_through_the_host(laptop) 
     disk = host.state_dir / VM / "disk.qcow2"
     assert disk.is_file() and backing_of(disk) == host.store_root / overlay / "disk.qcow2"
     assert not (laptop.work / "here" / VM).exists()  # nothing of the VM's state here
-    domain = next(e for e in local.entries() if e.name.endswith(f"-{VM}.domain"))
-    xml = (domain / "domain.xml").read_text()  # rendered with the host's facts
+    domain = next(n for n in names if n.endswith(f"-{VM}.domain"))  # the one copied
+    xml = (local.root / domain / "domain.xml").read_text()  # rendered with the host's facts
     assert f"{host.state_dir / VM}/disk.qcow2" in xml and str(laptop.work / "here") not in xml
     out = laptop.run("ssh", VM, "--", "cat", "/etc/hostname").stdout
     assert out.strip() == VM
@@ -119,6 +119,18 @@ def test_2_a_second_up_copies_nothing(laptop) -> None:
     assert status["host"] == host.destination and status["domain_state"] == "running"
     assert status["disk"] == f"{host.destination}:{host.state_dir / VM / 'disk.qcow2'}"
     assert status["disk_exists"] is True and status["ssh"] == "reachable", status
+    # the recorded ssh_config block jumps through the host: plain ssh (VS Code, git) and
+    # `aivm cp` (scp/rsync with that file) reach the guest by its alias
+    managed = laptop.user.home / ".local" / "state" / "aivm" / "ssh_config"
+    assert "ProxyCommand ssh " in managed.read_text()
+    plain = subprocess.run(["ip", "netns", "exec", laptop.client, "ssh", "-F", str(managed),
+                            "-o", "BatchMode=yes", VM, "cat", "/etc/hostname"],
+                           env=laptop.env(), text=True, capture_output=True, timeout=120)
+    assert plain.stdout.strip() == VM, plain.stderr
+    note = laptop.work / "note.txt"
+    note.write_text("through the host\n")
+    laptop.run("cp", str(note), f"{VM}:/tmp/note.txt")
+    assert laptop.run("ssh", VM, "--", "cat", "/tmp/note.txt").stdout == "through the host\n"
     listed = laptop.json("list", "--section", "vms")["vms"]
     assert [(v["name"], v["host"], v["state"]) for v in listed] == [
         (VM, host.destination, "running")]
