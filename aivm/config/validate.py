@@ -323,6 +323,13 @@ def _references(cfg: schema.Config, data: dict[str, Any], out: list[Finding]) ->
 def _remote_attachments(cfg: schema.Config, out: list[Finding]) -> None:
     """shared-root and shared need a virtiofsd beside the VM: not for a VM on another host."""
     remote = {vm.name: vm.host for vm in cfg.vms if vm.host}
+    for i, vm in enumerate(cfg.vms):
+        if vm.host and vm.ports:  # ports publish on this machine's addresses
+            out.append(Finding(("vms", i, "ports"), f"VM {vm.name!r} runs on {vm.host}: "
+                               "published ports are not supported for a remote VM yet",
+                               f"forward with ssh instead: `ssh -N -L 8000:localhost:8000 "
+                               f"{vm.name}` (its ssh alias goes through the host)",
+                               "remote-ports"))
     for i, att in enumerate(cfg.attachments):
         if att.vm in remote and att.mode != schema.AttachMode.GIT:
             out.append(Finding(("attachments", i, "mode"), f"attachment {att.host_path!r} uses "

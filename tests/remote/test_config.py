@@ -95,3 +95,12 @@ def test_a_remote_vm_graph_is_built_with_its_hosts_facts(
     assert big["shared_root"] == ""   # no virtiofsd on that host
     assert here["disk"] == f"{tmp_path}/here/here/disk.qcow2" and here["accel"] == "qemu"
     assert facts._PROBED["alice@server"].nameservers == ("10.1.1.1",)
+
+
+def test_published_ports_on_a_remote_vm_are_refused_with_file_line(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[[vms]]\nname = "big"\nhost = "alice@server"\n\n'
+                    '[[vms.ports]]\nguest = 8000\n')
+    problems = lint.lint(path)
+    assert [(p.line, p.reason) for p in problems] == [(5, "remote-ports")], problems
+    assert "ssh -N -L" in problems[0].hint
