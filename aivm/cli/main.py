@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 from typing import Any
@@ -35,7 +36,59 @@ def report(exc: AivmError) -> None:
         click.echo(f"hint: {exc.hint}", err=True)
 
 
-@click.group(cls=AivmGroup, context_settings=CONTEXT)
+# Which module defines each command: a command's module is imported only when that command
+# runs or a listing (help, docs) asks for it, so `aivm build` does not pay for the others.
+# tests/cli/test_lazy_commands.py checks these tables against the modules.
+TOP_COMMANDS: dict[str, str] = {
+    "build": "build_cmd:build", "graph": "graph_cmd:graph", "gc": "gc_cmd:gc",
+    "config": "config_cmd:config", "up": "lifecycle_cmd:up", "down": "lifecycle_cmd:down",
+    "destroy": "lifecycle_cmd:destroy", "restart": "lifecycle_cmd:restart",
+    "status": "status_cmd:status", "list": "status_cmd:list_", "ssh": "ssh_cmd:ssh",
+    "attach": "workplace_cmd:attach", "detach": "workplace_cmd:detach",
+    "code": "workplace_cmd:code", "host": "host_cmd:host", "net": "net_cmd:net",
+    "help": "help_cmd:help_", "port": "port_cmd:port", "cp": "cp_cmd:cp",
+    "store": "store_cmd:store", "path-info": "inspect_cmd:path_info",
+    "why-depends": "inspect_cmd:why_depends", "log": "inspect_cmd:log",
+    "lock": "inspect_cmd:lock",
+}
+VM_COMMANDS: dict[str, str] = {
+    "up": "lifecycle_cmd:up", "create": "lifecycle_cmd:up", "down": "lifecycle_cmd:down",
+    "restart": "lifecycle_cmd:restart", "delete": "lifecycle_cmd:destroy",
+    "destroy": "lifecycle_cmd:destroy", "status": "status_cmd:status",
+    "list": "status_cmd:list_", "ssh": "ssh_cmd:ssh", "ssh_config": "ssh_cmd:ssh_config",
+    "wait_ip": "ssh_cmd:wait_ip", "attach": "workplace_cmd:attach",
+    "detach": "workplace_cmd:detach", "code": "workplace_cmd:code",
+    "sync_settings": "workplace_cmd:sync_settings",
+    "sync-settings": "workplace_cmd:sync_settings", "update": "host_cmd:update",
+    "port": "port_cmd:port", "cp": "cp_cmd:cp",
+}
+
+
+def load_command(where: str) -> click.Command:
+    """The command `module:attribute` names in aivm.cli (imports that module)."""
+    module, attribute = where.split(":")
+    command = getattr(importlib.import_module(f"aivm.cli.{module}"), attribute)
+    assert isinstance(command, click.Command), where
+    return command
+
+
+class LazyGroup(AivmGroup):
+    """An AivmGroup whose commands are `module:attribute` names, loaded on first use."""
+
+    def __init__(self, *args: Any, lazy: dict[str, str] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            self.add_command(load_command(self.lazy[cmd_name]), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=LazyGroup, context_settings=CONTEXT, lazy=TOP_COMMANDS)
 @click.option("--config", "config_path", metavar="PATH", help="Config file (default: XDG config).")
 @click.option("--store", "store_path", metavar="PATH", help="Store root (or AIVM_STORE).")
 @click.option("--connect", metavar="URI", default="", help="libvirt URI (default qemu:///system).")
@@ -68,50 +121,12 @@ class CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
         pass
 
 
-@click.group("vm", cls=AivmGroup, context_settings=CONTEXT)
+@click.group("vm", cls=LazyGroup, context_settings=CONTEXT, lazy=VM_COMMANDS)
 def vm_group() -> None:
     """The seed's `aivm vm ...` commands (aliases of the top-level ones)."""
 
 
-def _register() -> None:
-    from aivm.cli import (
-        build_cmd,
-        config_cmd,
-        cp_cmd,
-        gc_cmd,
-        graph_cmd,
-        help_cmd,
-        host_cmd,
-        inspect_cmd,
-        lifecycle_cmd,
-        net_cmd,
-        port_cmd,
-        ssh_cmd,
-        status_cmd,
-        store_cmd,
-        workplace_cmd,
-    )
-
-    top = (build_cmd.build, graph_cmd.graph, gc_cmd.gc, config_cmd.config, lifecycle_cmd.up,
-           lifecycle_cmd.down, lifecycle_cmd.destroy, lifecycle_cmd.restart, status_cmd.status,
-           status_cmd.list_, ssh_cmd.ssh)
-    aliases = {"up": lifecycle_cmd.up, "create": lifecycle_cmd.up, "down": lifecycle_cmd.down,
-               "restart": lifecycle_cmd.restart, "delete": lifecycle_cmd.destroy,
-               "destroy": lifecycle_cmd.destroy, "status": status_cmd.status,
-               "list": status_cmd.list_, "ssh": ssh_cmd.ssh, "ssh_config": ssh_cmd.ssh_config,
-               "wait_ip": ssh_cmd.wait_ip}
-    for module in (workplace_cmd, host_cmd, net_cmd, help_cmd, port_cmd, cp_cmd, store_cmd,
-                   inspect_cmd):
-        top += tuple(module.TOP)
-        aliases.update(module.VM_ALIASES)
-    for command in top:
-        cli.add_command(command)
-    for name, command in aliases.items():
-        vm_group.add_command(command, name)
-    cli.add_command(vm_group)
-
-
-_register()
+cli.add_command(vm_group)
 
 
 def main() -> None:
