@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import TYPE_CHECKING
 
 import click
@@ -38,8 +39,10 @@ def build(app: App, targets: tuple[str, ...], dry_run: bool, explain: bool, keep
     reused. `--explain` prints, for each stale node, what changed since the
     last build of the same node.
     """
+    from aivm import fastpath
     from aivm.graph import scheduler
 
+    recorder = fastpath.Recorder.start(sys.argv[1:])   # `build [TARGETS] [--json]` only
     graph, names = _graph_for(app, targets)
     store, statcache = app.store(), app.statcache()
     if check:
@@ -59,6 +62,16 @@ def build(app: App, targets: tuple[str, ...], dry_run: bool, explain: bool, keep
         _lock_drift(app, report)
     _print(report, as_json=as_json, explain=explain or dry_run, dry_run=dry_run,
            hashed_bytes=statcache.hashed_bytes)
+    if recorder is not None and not (report.built or report.substituted or report.reused
+                                     or statcache.hashed_bytes):
+        from aivm.graph.store import MANIFEST
+
+        output = (_json_text(report, dry_run=False, hashed_bytes=0) if as_json
+                  else f"nothing to build: {len(report.states)} nodes cached")
+        recorder.finish(output + "\n", [
+            str(app.config_path), *map(str, statcache.consulted),
+            *(str(f.expanduser()) for n in graph.nodes.values() for f in n.files.values()),
+            *(str(s.path / MANIFEST) for s in report.states.values())])
 
 
 def _graph_for(app: App, targets: tuple[str, ...]) -> tuple[Graph, list[str] | None]:
@@ -108,13 +121,17 @@ def _check(app: App, graph: Graph, names: list[str] | None, *, as_json: bool) ->
         raise click.exceptions.Exit(1)
 
 
+def _json_text(report: BuildReport, *, dry_run: bool, hashed_bytes: int) -> str:
+    data = report.to_json()
+    data["dry_run"] = dry_run
+    data["hashed_bytes"] = hashed_bytes  # bytes of local input files read to key them
+    return json.dumps(data, indent=2)
+
+
 def _print(report: BuildReport, *, as_json: bool, explain: bool, dry_run: bool,
            hashed_bytes: int) -> None:
     if as_json:
-        data = report.to_json()
-        data["dry_run"] = dry_run
-        data["hashed_bytes"] = hashed_bytes  # bytes of local input files read to key them
-        click.echo(json.dumps(data, indent=2))
+        click.echo(_json_text(report, dry_run=dry_run, hashed_bytes=hashed_bytes))
         return
     stale = [n for n, s in report.states.items() if not s.cached]
     total = len(report.states)

@@ -24,6 +24,7 @@ class StatCache:
         self._dirty = False
         self._lock = threading.Lock()
         self.hashed_bytes = 0
+        self.consulted: set[Path] = set()   # every file digested (aivm/fastpath.py stats them)
 
     def _load(self) -> dict[str, list[int | str]]:
         if self.path is None:
@@ -39,6 +40,7 @@ class StatCache:
         st = path.stat()
         stamp: list[int | str] = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
         with self._lock:
+            self.consulted.add(path)
             known = self._entries.get(str(path))
         if known is not None and known[:4] == stamp:
             return str(known[4])
