@@ -17,19 +17,17 @@ from __future__ import annotations
 
 import os
 import stat
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from aivm import paths
+from aivm import paths, qcow2
 from aivm.activate import plan as plans
 from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
 from aivm.errors import AivmError
 from aivm.run import Cmd
 
 DISK_NAME = "disk.qcow2"
-QCOW2_MAGIC = b"QFI\xfb"
 
 
 def disk_path(vm: str) -> Path:
@@ -46,19 +44,7 @@ def needs_root(path: Path) -> bool:
 
 def backing_of(disk: Path) -> Path | None:
     """The backing file named in a qcow2 header (no subprocess, no image lock), or None."""
-    try:
-        with disk.open("rb") as f:
-            header = f.read(20)
-            if len(header) < 20 or header[:4] != QCOW2_MAGIC:
-                return None
-            offset, size = struct.unpack(">QI", header[8:20])
-            if not offset or not size:
-                return None
-            f.seek(offset)
-            name = f.read(size).decode(errors="replace")
-    except OSError:
-        return None
-    return (disk.parent / name) if not os.path.isabs(name) else Path(name)
+    return qcow2.backing_of(disk)
 
 
 def create_actions(backing: Path, dest: Path, *, root: bool,

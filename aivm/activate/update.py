@@ -14,11 +14,11 @@ stopped VM is never started: its new definition applies at its next start.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
+from aivm import qcow2
 from aivm.activate import disk, live
 from aivm.activate import plan as plans
 from aivm.activate import up as activation
@@ -63,14 +63,8 @@ class Update:
 
 def disk_size(path: Path) -> int:
     """The virtual size in a qcow2 header (no subprocess, no image lock); 0 when unreadable."""
-    try:
-        with path.open("rb") as f:
-            header = f.read(32)
-    except OSError:
-        return 0
-    if len(header) < 32 or header[:4] != disk.QCOW2_MAGIC:
-        return 0
-    return int(struct.unpack(">Q", header[24:32])[0])
+    header = qcow2.read_header(path)
+    return header.virtual_size if header else 0
 
 
 def domain_changes(desired: live.DomainState, running: live.DomainState) -> tuple[Change, ...]:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aivm import qcow2
 from aivm.graph.store import MANIFEST, Manifest, Store, tree_size
-
-QCOW_MAGIC = b"QFI\xfb"
 
 
 @dataclass(frozen=True)
@@ -63,30 +61,12 @@ class VmFiles:
                 "files": [f.to_json() for f in self.files]}
 
 
-def qcow2_header(path: Path) -> tuple[int, str] | None:
-    """(virtual size, backing file) from a qcow2 header; None when `path` is no qcow2."""
-    try:
-        with path.open("rb") as f:
-            head = f.read(32)
-            if len(head) < 32 or head[:4] != QCOW_MAGIC:
-                return None
-            backing_offset, backing_size = struct.unpack(">QI", head[8:20])
-            virtual = struct.unpack(">Q", head[24:32])[0]
-            backing = b""
-            if backing_offset and 0 < backing_size <= 1023:
-                f.seek(backing_offset)
-                backing = f.read(backing_size)
-    except OSError:
-        return None
-    return virtual, backing.decode(errors="replace")
-
-
 def disk_file(path: Path) -> DiskFile:
     allocated = os.lstat(path).st_blocks * 512
-    header = qcow2_header(path) if path.is_file() and not path.is_symlink() else None
+    header = qcow2.read_header(path) if path.is_file() and not path.is_symlink() else None
     if header is None:
         return DiskFile(path, allocated)
-    return DiskFile(path, allocated, header[0], header[1])
+    return DiskFile(path, allocated, header.virtual_size, header.backing)
 
 
 def closure(store: Store, entry: Path) -> list[Path]:
