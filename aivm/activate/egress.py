@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aivm import fsutil
 from aivm.activate import plan as plans
 from aivm.activate.plan import Action, Effect, Plan, Privilege, Step
 from aivm.config.schema import Network
@@ -87,7 +88,7 @@ def dnsmasq_pid(network: str, proc: Path = Path("/proc"), netns: str | None = No
     another namespace, is never chosen; when the namespace cannot be read (another user's
     process, without root) the command line decides."""
     wanted = f"--conf-file=/var/lib/libvirt/dnsmasq/{network}.conf".encode()
-    here = _netns_inode(_netns_path(proc, netns))
+    here = fsutil.identity(_netns_path(proc, netns))
     unsure: list[int] = []
     for entry in sorted(proc.iterdir(), key=lambda e: e.name):
         if not entry.name.isdigit():
@@ -98,7 +99,7 @@ def dnsmasq_pid(network: str, proc: Path = Path("/proc"), netns: str | None = No
             continue
         if not (argv and argv[0].endswith(b"dnsmasq") and wanted in argv):
             continue
-        theirs = _netns_inode(entry / "ns" / "net")
+        theirs = fsutil.identity(entry / "ns" / "net")
         if theirs is not None and theirs == here:
             return int(entry.name)
         if theirs is None or here is None:
@@ -109,14 +110,6 @@ def dnsmasq_pid(network: str, proc: Path = Path("/proc"), netns: str | None = No
 def _netns_path(proc: Path, netns: str | None) -> Path:
     name = os.environ.get("AIVM_NETNS", "") if netns is None else netns
     return Path("/run/netns") / name if name else proc / "self" / "ns" / "net"
-
-
-def _netns_inode(path: Path) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 # ---- applying ---------------------------------------------------------------------------------
