@@ -61,11 +61,6 @@ def users(conn: live.Conn, name: str) -> tuple[tuple[str, bool], ...]:
     return tuple(sorted(found))
 
 
-def create_plan(conn: live.Conn, states: Mapping[str, NodeState], net: Network) -> Plan:
-    xml = states[f"net.{net.name}"].path / "network.xml"
-    return live.network_plan(conn, xml.read_text(), str(xml.parent))
-
-
 def destroy_plan(conn: live.Conn, name: str, *, force: bool) -> Plan:
     using = users(conn, name)
     if using and not force:
