@@ -87,12 +87,14 @@ def replace_symlink(link: Path, target: str) -> None:
     fsync_dir(link.parent)
 
 
-def open_lock(path: Path, *, exclusive: bool = True, wait: bool = True) -> int:
-    """An fd holding flock on `path` (created when missing); raises Busy when not waiting.
+def open_lock(path: Path, *, exclusive: bool = True, wait: bool = True,
+              mode: int = 0o644) -> int:
+    """An fd holding flock on `path` (created with `mode` when missing); raises Busy when
+    not waiting.
 
     The caller owns the fd: the lock ends when it is closed (or the process ends)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
     mode = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
     try:
         fcntl.flock(fd, mode if wait else mode | fcntl.LOCK_NB)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
-from aivm import paths
+from aivm import fsutil, paths
 from aivm.activate import disk, live
 from aivm.activate.plan import Action, Step
 from aivm.config.schema import Attachment, AttachMode, Vm
@@ -430,10 +430,8 @@ def _write_restored(vm: str, dom_id: int, ip: str, *, fresh: bool = True,
                    phases: dict[str, float] | None = None) -> None:
     path = _restored_file(vm)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"domain_id": dom_id, "ip": ip, "restored": time.time(),
-                               "fresh": fresh, "phases": phases or {}}))
-    tmp.replace(path)
+    fsutil.atomic_write(path, json.dumps({"domain_id": dom_id, "ip": ip, "restored": time.time(),
+                                          "fresh": fresh, "phases": phases or {}}))
 
 
 def last_restore(conn: live.Conn, vm: str) -> dict[str, float]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -83,21 +82,21 @@ def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on `<dir>/.<name>.lock` (kept; deleting lock files races)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.parent / f".{path.name}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = _acquire(lock)
     try:
-        _acquire(fd, lock)
         yield
     finally:
         os.close(fd)
 
 
-def _acquire(fd: int, lock: Path) -> None:
+def _acquire(lock: Path) -> int:
+    from aivm import fsutil
+
     deadline = time.monotonic() + LOCK_TIMEOUT_S
     while True:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
+            return fsutil.open_lock(lock, wait=False, mode=0o600)
+        except fsutil.Busy:
             if time.monotonic() > deadline:
                 raise ConfigError(f"{lock} is held by another aivm", reason="config-locked",
                                   hint="wait for the other aivm command to finish") from None

@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from aivm import paths
+from aivm import fsutil, paths
 from aivm.activate.plan import Action, Effect, Privilege, Step
 from aivm.config.schema import Port, Vm
 from aivm.errors import AivmError
@@ -326,6 +326,4 @@ def status(vm: Vm) -> list[dict[str, object]]:
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    fsutil.atomic_write(path, text)

@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from aivm import paths
+from aivm import fsutil, paths
 
 
 @dataclass(frozen=True)
@@ -46,9 +46,7 @@ def record(conn: Any, vm: str) -> None:
         return
     path = stamp_file(vm)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(asdict(run)))
-    tmp.replace(path)
+    fsutil.atomic_write(path, json.dumps(asdict(run)))
 
 
 def forget(vm: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aivm import paths
+from aivm import fsutil, paths
 from aivm.errors import AivmError
 from aivm.run import Cmd, run
 
@@ -166,9 +166,7 @@ def config_path(path: Path, what: str, *, tokens: bool = True) -> str:
 def record_ip(vm: str, ip: str, mac: str) -> None:
     path = paths.user_state_dir() / "vms" / f"{vm}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"ip": ip, "mac": mac, "recorded": time.time()}))
-    tmp.replace(path)
+    fsutil.atomic_write(path, json.dumps({"ip": ip, "mac": mac, "recorded": time.time()}))
 
 
 def recorded_ip(vm: str) -> str | None:

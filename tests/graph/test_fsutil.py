@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,43 @@ def test_identity_is_the_same_for_two_spellings(tmp_path: Path) -> None:
     (tmp_path / "l").symlink_to(tmp_path / "d")
     assert fsutil.identity(tmp_path / "l") == fsutil.identity(tmp_path / "d" / ".." / "d")
     assert fsutil.identity(tmp_path / "missing") is None
+
+
+def test_open_lock_creates_the_lock_file_with_the_given_mode(tmp_path: Path) -> None:
+    fd = fsutil.open_lock(tmp_path / "x.lock", mode=0o600)
+    try:
+        assert (tmp_path / "x.lock").stat().st_mode & 0o777 == 0o600
+        with pytest.raises(fsutil.Busy):
+            fsutil.open_lock(tmp_path / "x.lock", wait=False)
+    finally:
+        os.close(fd)
+
+
+def _writers(tmp_path: Path) -> dict[str, tuple[Path, Callable[[], None]]]:
+    from aivm.activate import snapshot
+    from aivm.guest import ports, ssh
+    state = tmp_path / "state" / "vms"
+    return {
+        "ssh.record_ip": (state / "box.json", lambda: ssh.record_ip("box", "10.0.0.2", "m")),
+        "snapshot._write_restored": (state / "box.restored.json",
+                                     lambda: snapshot._write_restored("box", 3, "10.0.0.2")),
+        "ports._write": (state / "box.ports", lambda: ports._write(state / "box.ports", "x")),
+    }
+
+
+@pytest.mark.parametrize("writer", ["ssh.record_ip", "snapshot._write_restored", "ports._write"])
+def test_state_writers_use_the_one_atomic_write(writer: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # the old copies wrote a fixed `<name>.tmp` sibling without fsync: a stale one (a crashed
+    # or concurrent writer's) broke them, and a power cut could lose the rename
+    target, write = _writers(tmp_path)[writer]
+    from aivm import paths
+    monkeypatch.setattr(paths, "user_state_dir", lambda: tmp_path / "state")
+    target.parent.mkdir(parents=True)
+    for stale in (target.with_suffix(".tmp"), target.with_suffix(target.suffix + ".tmp")):
+        stale.mkdir(exist_ok=True)
+    synced: list[Path] = []
+    real = fsutil.fsync_dir
+    monkeypatch.setattr(fsutil, "fsync_dir", lambda d: (synced.append(d), real(d)))
+    write()
+    assert target.is_file() and synced == [target.parent]
