@@ -183,8 +183,11 @@ class Recorder:
         data = _records()
         records = data.get("records", {})
         records = records if isinstance(records, dict) else {}
+        new = {"output": output, "stats": stats}
+        if records.get(key(self.argv)) == new:
+            return                                    # unchanged: no write
         records.pop(key(self.argv), None)
-        records[key(self.argv)] = {"output": output, "stats": stats}
+        records[key(self.argv)] = new
         kept = dict(list(records.items())[-MAX_RECORDS:])
         target = Path(record_file())
         target.parent.mkdir(parents=True, exist_ok=True)

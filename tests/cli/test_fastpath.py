@@ -174,3 +174,11 @@ def test_a_build_that_printed_a_note_or_ran_a_command_writes_no_record(
     quiet.finish("nothing to build: 1 nodes cached\n", [])
     assert fastpath.lookup(["build"]) == "nothing to build: 1 nodes cached\n"
     assert fastpath.Recorder.start(["build", "--explain"]) is None
+
+
+def test_the_entry_point_function_serves_too(setup: Setup) -> None:
+    slow = setup.warm()
+    code = "import sys; sys.argv = ['aivm', 'build']; from aivm.__main__ import main; main()"
+    done = subprocess.run([sys.executable, "-c", code], env=setup.env, cwd=setup.home,
+                          text=True, capture_output=True, check=True, timeout=60)
+    assert SERVED in done.stderr and done.stdout == slow
