@@ -7,7 +7,6 @@ counts as an impossible value reads as one table.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -233,10 +232,10 @@ def store_root(value: str) -> Problem:
 
 def cache_url(value: str) -> Problem:
     """A binary cache URL (aivm/cache/backends.py), "" for none."""
-    if value == "" or re.fullmatch(r"file:///[^\s'\"]*|oci://[^\s/'\"]+/[^\s'\"]+", value):
-        return None
-    return (f"cache URL {value!r} is not file:///PATH or oci://REGISTRY/REPOSITORY",
-            "e.g. file:///srv/aivm-cache or oci://ghcr.io/team/aivm")
+    return None if value == "" else via(
+        values.cache_url, message="cache URL {value!r} is not file:///PATH or "
+        "oci://REGISTRY/REPOSITORY", hint="e.g. file:///srv/aivm-cache or oci://ghcr.io/team/aivm",
+    )(value)
 
 
 def remote_host(value: str) -> Problem:
@@ -264,11 +263,9 @@ def cache_urls(value: tuple[str, ...]) -> Problem:
 
 
 def trusted_keys(value: tuple[str, ...]) -> Problem:
-    bad = [k for k in value if not re.fullmatch(r"[^:\s]+:[A-Za-z0-9+/]{43}=", k)]
-    if bad:
-        return (f"trusted key {bad[0]!r} is not NAME:BASE64 of an ed25519 public key",
-                "copy the line `aivm store keygen` printed")
-    return None
+    key = via(values.trusted_key, message="trusted key {value!r} is not NAME:BASE64 of an "
+              "ed25519 public key", hint="copy the line `aivm store keygen` printed")
+    return next(filter(None, map(key, value)), None)
 
 
 def schema_version(value: int) -> Problem:

@@ -25,6 +25,8 @@ TIMEZONE = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
 MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 URL = re.compile(r"(https?|file)://[^\s'\"<>\\`]+")
+CACHE_URL = re.compile(r"file:///[^\s'\"]*|oci://[^\s/'\"]+/[^\s'\"]+")
+TRUSTED_KEY = re.compile(r"[^:\s]+:[A-Za-z0-9+/]{43}=")  # NAME:base64 of 32 bytes (ed25519)
 SSH_KEY = re.compile(r"(ssh-[a-z0-9-]+|ecdsa-sha2-[a-z0-9-]+|sk-[a-z0-9@.-]+) "
                      r"[A-Za-z0-9+/=]+( [^\x00-\x1f\x7f]*)?")
 _PATH_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f'\"\\`]")
@@ -121,6 +123,24 @@ def sha256(value: Any, what: str = "sha256") -> str:
 def url(value: Any, what: str = "url") -> str:
     return _match(URL, what, value, "an http, https or file URL without spaces or quotes",
                   limit=2048)
+
+
+def cache_url(value: Any, what: str = "cache URL") -> str:
+    """A binary cache (aivm/cache/backends.py open_cache): file:///PATH or oci://HOST/REPO,
+    split as open_cache splits it (a repository of slashes only, or after '?', is none)."""
+    from urllib.parse import urlsplit
+
+    why = "not file:///PATH or oci://REGISTRY/REPOSITORY"
+    parts = urlsplit(_match(CACHE_URL, what, value, why, limit=4096))
+    if parts.scheme == "oci" and not parts.path.strip("/"):
+        raise invalid(what, value, why)
+    return str(value)
+
+
+def trusted_key(value: Any, what: str = "trusted key") -> str:
+    """A signer's public key as `aivm store keygen` prints it (aivm/cache/sign.py)."""
+    return _match(TRUSTED_KEY, what, value, "not NAME:BASE64 of an ed25519 public key",
+                  limit=4096)
 
 
 def integer(value: Any, what: str, low: int, high: int) -> int:
