@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import TypeVar
 
 SCHEMA_VERSION = 1
 
@@ -234,3 +235,37 @@ class Config:
 
     def provision(self, name: str) -> Provision | None:
         return next((p for p in self.provisions if p.name == name), None)
+
+    # lookup-or-error: a ConfigError with a hint when the table has no such entry.
+    # `user` names what refers to it ("VM dev"); without it the message lists the declared.
+    def require_vm(self, name: str, user: str = "") -> Vm:
+        return _required("VM", "vms", name, self.vm(name), self.vms, user)
+
+    def require_network(self, name: str, user: str = "") -> Network:
+        return _required("network", "networks", name, self.network(name), self.networks, user)
+
+    def require_image(self, name: str, user: str = "") -> Image:
+        return _required("image", "images", name, self.image(name), self.images, user)
+
+    def require_provision(self, name: str, user: str = "") -> Provision:
+        return _required("provision", "provisions", name, self.provision(name),
+                         self.provisions, user)
+
+
+_Entry = TypeVar("_Entry", "Vm", "Network", "Image", "Provision")
+
+
+def _required(kind: str, table: str, name: str, found: _Entry | None,
+              declared: tuple[_Entry, ...], user: str) -> _Entry:
+    if found is not None:
+        return found
+    from aivm.errors import ConfigError
+
+    entry = f"{'an' if table[0] in 'aeiou' else 'a'} [[{table}]] entry"
+    if user:
+        raise ConfigError(f"{user} uses {kind} {name!r}, which is not defined",
+                          hint=f"add {entry} with that name", reason=f"unknown-{kind.lower()}")
+    known = ", ".join(d.name for d in declared) or "none"
+    raise ConfigError(f"no {kind} named {name!r} (declared: {known})",
+                      hint=f"add {entry}, or name a declared one",
+                      reason=f"unknown-{kind.lower()}")

@@ -30,13 +30,7 @@ def chosen(cfg: Config, name: str | None) -> Network:
             name = resolve_vm(cfg, None, Path.cwd()).network
         except ConfigError:
             name = cfg.defaults.network
-    net = cfg.network(name)
-    if net is None:
-        known = ", ".join(n.name for n in cfg.networks) or "none"
-        raise ConfigError(f"no network named {name!r} (declared: {known})",
-                          hint="add a [[networks]] entry, or name a declared one",
-                          reason="unknown-network")
-    return net
+    return cfg.require_network(name)
 
 
 def node_names(net: Network) -> tuple[str, ...]:
