@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from aivm.cli.app import App
     from aivm.graph.graph import Graph
-    from aivm.graph.scheduler import BuildReport
+    from aivm.graph.scheduler import BuildEvent, BuildReport
 
 
 def build(app: App, graph: Graph, targets: Iterable[str] | None = None, *,
@@ -106,38 +106,39 @@ class BuildProgress:
         else:
             ui.console.print(text, highlight=False, markup=False)
 
-    def event(self, what: str, name: str, **info: Any) -> None:
+    def event(self, ev: BuildEvent) -> None:
         if not self.enabled:
             return
-        if what == "start":
-            self._print(f"building {name}: {'; '.join(info.get('reasons', ()))}")
-        elif what == "progress":
-            self._advance(name, info)
-        elif what == "done":
+        name = ev.name
+        if ev.kind == "start":
+            self._print(f"building {name}: {'; '.join(ev.reasons)}")
+        elif ev.kind == "progress":
+            self._advance(ev)
+        elif ev.kind == "done":
             self._finish(name)
-            self._print(f"built {name} in {info['seconds']:.1f} s")
-        elif what == "substituted":
+            self._print(f"built {name} in {ev.seconds:.1f} s")
+        elif ev.kind == "substituted":
             self._finish(name)
-            self._print(f"substituted {name} in {info['seconds']:.1f} s (from a binary cache)")
-        elif what == "reused":
+            self._print(f"substituted {name} in {ev.seconds:.1f} s (from a binary cache)")
+        elif ev.kind == "reused":
             self._finish(name)
             self._print(f"reused {name} (built meanwhile by another aivm)")
-        elif what == "failed":
+        elif ev.kind == "failed":
             self._finish(name)
-            self._print(f"FAILED {name}: {info['error']}")
-        elif what == "skipped":
-            self._print(f"skipped {name} (needs {info['because']})")
+            self._print(f"FAILED {name}: {ev.error}")
+        elif ev.kind == "skipped":
+            self._print(f"skipped {name} (needs {ev.because})")
 
-    def _advance(self, name: str, info: dict[str, Any]) -> None:
+    def _advance(self, ev: BuildEvent) -> None:
         """A "progress" event moves the bar by `advance` bytes or to `position` bytes."""
         ui = self._ui()
-        total = int(info.get("total") or 0) or None
-        if name not in self._tasks:
-            self._tasks[name] = ui.add_task(name, total=total)
-        if "position" in info:
-            ui.update(self._tasks[name], completed=int(info["position"]), total=total)
+        total = ev.total or None
+        if ev.name not in self._tasks:
+            self._tasks[ev.name] = ui.add_task(ev.name, total=total)
+        if ev.position is not None:
+            ui.update(self._tasks[ev.name], completed=ev.position, total=total)
         else:
-            ui.update(self._tasks[name], advance=int(info["advance"]), total=total)
+            ui.update(self._tasks[ev.name], advance=ev.advance or 0, total=total)
 
     def _finish(self, name: str) -> None:
         task = self._tasks.pop(name, None)

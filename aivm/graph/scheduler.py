@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from aivm import buildlog, urls
 from aivm.errors import AivmError, BuildError
@@ -25,7 +25,28 @@ from aivm.graph.store import Manifest, Store, safe_name
 if TYPE_CHECKING:   # a no-op build starts no thread pool (concurrent.futures: ~6 ms)
     import concurrent.futures as cf
 
-Event = Callable[..., None]
+EventKind = Literal["start", "progress", "done", "reused", "substituted", "failed", "skipped"]
+
+
+@dataclass(frozen=True)
+class BuildEvent:
+    """What the scheduler tells its caller about node `name`; the fields of its `kind`:
+    start: reasons · progress: advance (an increment) or position (bytes done in all),
+    total · done/reused/substituted: seconds · failed: error · skipped: because."""
+
+    kind: EventKind
+    name: str
+    reasons: tuple[str, ...] = ()
+    advance: int | None = None
+    position: int | None = None
+    total: int | None = None
+    seconds: float = 0.0
+    error: str = ""
+    because: str = ""
+
+
+Event = Callable[[BuildEvent], None]
+_DONE: dict[str, EventKind] = {"built": "done", "reused": "reused", "substituted": "substituted"}
 # (store, key, name, kind, progress) -> the entry committed from a binary cache, or None
 Substitute = Callable[[Store, str, str, str, "ByteProgress | None"], "Path | None"]
 
@@ -125,7 +146,7 @@ def build(graph: Graph, registry: Registry, store: Store, statcache: StatCache, 
     Before the store lock is released, every entry of the build is held as a pending
     root (`Store.hold`) for as long as `store` lives: a gc that runs while the caller
     asks its questions keeps them, until the caller's own roots are written."""
-    emit = on_event or (lambda *a, **k: None)
+    emit: Event = on_event or (lambda _event: None)
     store.ensure()
     with store.lock(exclusive=False):
         store.sweep_temporaries()
@@ -156,7 +177,7 @@ def _run(graph: Graph, registry: Registry, store: Store, report: BuildReport,
             stop = bool(report.failed) and not keep_going
             for name in ([] if stop else _ready(graph, pending, report)):
                 pending.discard(name)
-                emit("start", name, reasons=report.states[name].reasons)
+                emit(BuildEvent("start", name, reasons=tuple(report.states[name].reasons)))
                 running[pool.submit(_build_one, graph, registry, store, report, name, emit,
                                     substitute)] = name
             if not running:
@@ -185,15 +206,15 @@ def _settle(graph: Graph, report: BuildReport, pending: set[str], name: str,
         report.seconds[name], how = fut.result()
         {"built": report.built, "reused": report.reused,
          "substituted": report.substituted}[how].append(name)
-        emit({"built": "done"}.get(how, how), name, seconds=report.seconds[name])
+        emit(BuildEvent(_DONE[how], name, seconds=report.seconds[name]))
     except Exception as exc:  # a recipe failure of any kind becomes a report line
         message = _message(exc)
         report.failed[name] = message
-        emit("failed", name, error=message)
+        emit(BuildEvent("failed", name, error=message))
         for dep in sorted(graph.dependants(name) & pending):
             pending.discard(dep)
             report.skipped[dep] = name
-            emit("skipped", dep, because=name)
+            emit(BuildEvent("skipped", dep, because=name))
 
 
 def _message(exc: Exception) -> str:
@@ -239,16 +260,16 @@ def context(graph: Graph, states: Mapping[str, NodeState], name: str,
 
 @dataclass(frozen=True)
 class _ProgressEvents:
-    """A node's ByteProgress as "progress" build events with `advance=` or `position=`."""
+    """A node's ByteProgress as "progress" build events with `advance` or `position`."""
 
     name: str
     emit: Event
 
     def advanced(self, nbytes: int, total: int | None) -> None:
-        self.emit("progress", self.name, advance=nbytes, total=total)
+        self.emit(BuildEvent("progress", self.name, advance=nbytes, total=total))
 
     def reached(self, position: int, total: int | None) -> None:
-        self.emit("progress", self.name, position=position, total=total)
+        self.emit(BuildEvent("progress", self.name, position=position, total=total))
 
 
 def _manifest(node: Node, state: NodeState, size: int, seconds: float) -> Manifest:

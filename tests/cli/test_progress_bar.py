@@ -132,7 +132,7 @@ def test_log_lines_print_above_a_live_bar(monkeypatch) -> None:  # type: ignore[
     logger.addHandler(handler)
     try:
         with BuildProgress(enabled=True, console=console) as ui:
-            ui.event("progress", "image.test", advance=1000, total=10_000)
+            ui.event(scheduler.BuildEvent("progress", "image.test", advance=1000, total=10_000))
             logger.warning("redirected (HTTP 302) to http://127.0.0.2/x")
             assert "redirected" not in real.getvalue()
     finally:

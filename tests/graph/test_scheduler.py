@@ -96,3 +96,22 @@ def test_entries_are_read_only_with_manifest(registry, store, statcache) -> None
     assert set(manifest.inputs) == {"mid", "side"}
     assert (entry / "out.txt").stat().st_mode & 0o222 == 0
     assert entry.stat().st_mode & 0o222 == 0
+
+
+def test_build_events_are_typed(registry, store, statcache) -> None:
+    seen: list[scheduler.BuildEvent] = []
+    _build(registry, store, statcache, chain_graph(base={"text": "E"}), on_event=seen.append)
+    assert all(isinstance(e, scheduler.BuildEvent) for e in seen)
+    by_node = {n: [e.kind for e in seen if e.name == n] for n in ("base", "mid", "side", "top")}
+    assert by_node == dict.fromkeys(by_node, ["start", "done"])
+    start = next(e for e in seen if e.name == "base" and e.kind == "start")
+    assert start.reasons and all(isinstance(r, str) for r in start.reasons)
+    assert all(e.seconds >= 0 for e in seen if e.kind == "done")
+    seen.clear()
+    with pytest.raises(BuildError):
+        _build(registry, store, statcache, chain_graph(base={"text": "F"}, mid={"fail": True}),
+               on_event=seen.append)
+    failed = next(e for e in seen if e.kind == "failed")
+    assert failed.name == "mid" and failed.error.startswith("mid was told to fail (log: ")
+    skipped = next(e for e in seen if e.kind == "skipped")
+    assert (skipped.name, skipped.because) == ("top", "mid")
