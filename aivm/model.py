@@ -131,10 +131,5 @@ def host_facts(app: App, *, auto: bool) -> HostFacts:
     return found.with_accel(facts.cached_accel() or accel_for(app, "auto").accel.value)
 
 
-def _vm(cfg: Config, name: str):  # type: ignore[no-untyped-def]
-    vm = cfg.vm(name)
-    if vm is None:
-        names = ", ".join(v.name for v in cfg.vms) or "none"
-        raise ConfigError(f"no VM named {name!r} (declared: {names})",
-                          hint="`aivm config show` lists the VMs", reason="unknown-vm")
-    return vm
+def _vm(cfg: Config, name: str) -> Vm:
+    return cfg.require_vm(name)

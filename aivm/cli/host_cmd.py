@@ -87,14 +87,7 @@ def image_fetch(app: App, image: str | None) -> None:
     from aivm.graph.graph import Graph
 
     cfg = app.config(implicit=True)
-    chosen = cfg.image(image or _default_vm_field(cfg, "image"))
-    if chosen is None:
-        from aivm.errors import ConfigError
-
-        known = ", ".join(i.name for i in cfg.images) or "none besides the default"
-        raise ConfigError(f"no image named {image!r} (declared: {known})",
-                          hint="add an [[images]] entry, or name a declared one",
-                          reason="unknown-image")
+    chosen = cfg.require_image(image or _default_vm_field(cfg, "image"))
     node = image_node(cfg, chosen)
     report = _build(app, Graph([node]), (node.name,))
     state = report.states[node.name]

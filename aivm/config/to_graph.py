@@ -246,21 +246,11 @@ def _image(cfg: Config, vm: Vm) -> Image:
     while (prov := cfg.provision(name)) is not None and name not in seen:
         seen.add(name)
         name = prov.base
-    image = cfg.image(name)
-    if image is None:
-        raise ConfigError(f"VM {vm.name} uses image {name!r}, which is not defined",
-                          hint="add an [[images]] or [[provisions]] entry with that name",
-                          reason="unknown-image")
-    return image
+    return cfg.require_image(name, f"VM {vm.name}")
 
 
 def _network(cfg: Config, vm: Vm) -> Network:
-    net = cfg.network(vm.network)
-    if net is None:
-        raise ConfigError(f"VM {vm.name} uses network {vm.network!r}, which is not defined",
-                          hint="add a [[networks]] entry with that name",
-                          reason="unknown-network")
-    return net
+    return cfg.require_network(vm.network, f"VM {vm.name}")
 
 
 def _regular_id(value: int | None) -> bool:
