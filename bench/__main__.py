@@ -73,6 +73,8 @@ def table(r: dict[str, Any]) -> str:
     g, s, v, p = r["graph"], {x["vms"]: x for x in r["status"]}, r.get("vm", {}), r.get("peers", {})
     rows = [
         ("no-op `aivm build` (whole process, median)", f"{g['noop_median_s']:.3f} s", "<= 0.15 s"),
+        ("no-op `aivm build` / `python -c pass` (medians, same run)",
+         f"{ratio(g['noop_median_s'], g.get('python_startup_median_s'))}x", "<= 2.5x"),
         ("image bytes read by a no-op build", f"{g['noop_hashed_bytes']}", "0"),
         ("one param changed (memory): nodes rebuilt / time",
          f"{', '.join(r['param']['rebuilt'])} / {r['param']['median_s']:.3f} s", "1 node"),

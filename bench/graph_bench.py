@@ -67,12 +67,24 @@ class BenchUser:
 def noop_build(reps: int = 10) -> dict[str, Any]:
     user = BenchUser("noop")
     first_s, first = user.timed_json("build")
-    runs = [user.timed_json("build") for _ in range(reps)]
+    runs, bare = [], []
+    for _ in range(reps):           # alternate, so load drifts hit both alike
+        runs.append(user.timed_json("build"))
+        bare.append(python_startup())
     assert all(r[1]["built"] == [] for r in runs), "a no-op build built something"
     return {"first_build_s": first_s, "first_hashed_bytes": first["hashed_bytes"],
+            "python_startup_median_s": statistics.median(bare),
             "noop_median_s": statistics.median(r[0] for r in runs),
             "noop_min_s": min(r[0] for r in runs),
             "noop_hashed_bytes": max(r[1]["hashed_bytes"] for r in runs), "reps": reps}
+
+
+def python_startup() -> float:
+    """Whole-process `python -c pass` with the interpreter aivm runs on: the floor a no-op
+    build is compared with."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+    return time.perf_counter() - started
 
 
 def one_param_change(reps: int = 5) -> dict[str, Any]:
