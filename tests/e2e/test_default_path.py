@@ -33,6 +33,7 @@ import pytest
 
 from aivm.graph.node import Node
 from aivm.graph.store import Store, remove_tree
+from aivm.recipes import domain_xml
 from aivm.run import Cmd, run
 from tests.e2e.aivm_user import AivmUser
 from tests.e2e.harness import RealStack
@@ -240,7 +241,9 @@ def test_4_uefi_boot_of_a_recreated_disk(user: AivmUser, realstack: RealStack) -
     os_el = live_os(realstack)
     assert os_el.find("kernel") is None and os_el.find("boot").get("dev") == "hd"
     assert os_el.find("loader").get("type") == "pflash" and os_el.find("nvram") is not None
-    domain = Path(user.json("build", VM)["nodes"][f"{VM}.domain"]["path"]) / "domain.xml"
+    stored = Path(user.json("build", VM)["nodes"][f"{VM}.domain"]["path"]) / "domain.xml"
+    domain = user.home / "resolved-domain.xml"    # as libvirt gets it: store references resolved
+    domain.write_text(domain_xml.resolve(stored.read_text(), user.store))
     check = run(Cmd.of("virt-xml-validate", str(domain), "domain"), check=False)
     assert check.ok, check.stderr + check.stdout
     assert user.ssh(VM, "echo", "ok").stdout == "ok\n"
