@@ -19,8 +19,9 @@ from typing import Any
 
 from aivm.cache import sign
 from tests.cache import registry as reg
-from tests.e2e.aivm_user import AIVM, AivmUser, debian_user
+from tests.e2e.aivm_user import AivmUser, debian_user
 from tests.e2e.harness import RealStack
+from tests.e2e.test_binary_cache import in_netns, store_section
 
 WORK = Path("/var/tmp/aivm-bench/cache")
 
@@ -32,13 +33,14 @@ def cold_vs_substituted(stack: RealStack) -> dict[str, Any]:
     with reg.serving(WORK / "reg", stack.netns) as registry:
         secret = sign.keygen(WORK / "secret", "bench-1")
         a = debian_user(stack, WORK / "a", WORK / "store-a")
-        a.edit(lambda t: t + _store(secret_key_file=str(WORK / "secret"), push_to=registry.url))
+        a.edit(lambda t: t + store_section(secret_key_file=str(WORK / "secret"),
+                                           push_to=registry.url))
         cold = _timed(lambda: a.run("build"))
         first = _pushed_bytes(_in_netns(a, "store", "push"))
         b = _user_b(stack, a, registry.url, secret.public)
         report: dict[str, Any] = {}
         substituted = _timed(lambda: report.update(json.loads(_in_netns(b, "build", "--json"))))
-        b.edit(lambda t: t.split("\n[store]\n")[0] + '\n[[vms]]\nname = "second"\n' + _store(
+        b.edit(lambda t: t.split("\n[store]\n")[0] + '\n[[vms]]\nname = "second"\n' + store_section(
             secret_key_file=str(WORK / "secret"), push_to=registry.url,
             substituters=[registry.url], trusted_keys=[secret.public]))
         _in_netns(b, "build", "second")
@@ -53,20 +55,13 @@ def _user_b(stack: RealStack, a: AivmUser, url: str, public: str) -> AivmUser:
     home = WORK / "b"
     shutil.copytree(a.home, home, symlinks=True)
     b = AivmUser(stack, home, WORK / "store-b")
-    b.edit(lambda t: t.split("\n[store]\n")[0] + _store(substituters=[url],
+    b.edit(lambda t: t.split("\n[store]\n")[0] + store_section(substituters=[url],
                                                         trusted_keys=[public]))
     return b
 
 
 def _in_netns(user: AivmUser, *args: str) -> str:
-    proc = subprocess.run(["ip", "netns", "exec", user.stack.netns, *AIVM, *args],
-                          env=user.env, text=True, capture_output=True, timeout=1500,
-                          cwd=user.home, stdin=subprocess.DEVNULL, check=True)
-    return proc.stdout
-
-
-def _store(**values: object) -> str:
-    return "\n[store]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
+    return in_netns(user, *args).stdout
 
 
 def _pushed_bytes(out: str) -> int:

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aivm.run import Cmd, run
 from tests.e2e.aivm_user import AivmUser, debian_user
+from tests.e2e.aptrepo import flat_repo
 from tests.e2e.harness import RealStack
 from tests.e2e.netns import stop_pid
 from tests.recipes.test_provision_fence import PORT, start_http
@@ -47,13 +47,7 @@ def three_packages(stack: RealStack, store: Path) -> dict[str, Any]:
 def _repo(path: Path) -> Path:
     subprocess.run(["rm", "-rf", str(path)], check=True)
     path.mkdir(parents=True)
-    run(Cmd.of("sh", "-c", f"cd {path} && apt-get download {' '.join(PACKAGES)}",
-               meaning="download the bench packages from the host's configured mirror"),
-        timeout=300)
-    index = run(Cmd.of("sh", "-c", f"cd {path} && dpkg-scanpackages -m . /dev/null",
-                       meaning="index the bench repository")).stdout
-    (path / "Packages").write_text(index)
-    return path
+    return flat_repo(path, PACKAGES)
 
 
 def _user(stack: RealStack, store: Path) -> AivmUser:

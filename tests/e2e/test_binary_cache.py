@@ -44,7 +44,7 @@ def in_netns(user: AivmUser, *args: str) -> subprocess.CompletedProcess[str]:
     return proc
 
 
-def _store_section(**values: object) -> str:
+def store_section(**values: object) -> str:
     return "\n[store]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in values.items())
 
 
@@ -58,7 +58,7 @@ def test_closure_from_the_registry_boots(realstack_env: RealStack, tmp_path: Pat
         a = debian_user(stack, tmp_path / "a", tmp_path / "store-a")
         a.edit(_no_booted_state)
         secret = sign.keygen(tmp_path / "secret", "team-1")
-        a.edit(lambda t: t + _store_section(secret_key_file=str(tmp_path / "secret"),
+        a.edit(lambda t: t + store_section(secret_key_file=str(tmp_path / "secret"),
                                             push_to=registry.url))
         started = time.monotonic()
         a.run("build")
@@ -71,7 +71,7 @@ def test_closure_from_the_registry_boots(realstack_env: RealStack, tmp_path: Pat
         b_home = tmp_path / "b"
         shutil.copytree(a.home, b_home, symlinks=True)
         b = AivmUser(stack, b_home, tmp_path / "store-b")
-        b.edit(lambda t: t.split("\n[store]\n")[0] + _store_section(
+        b.edit(lambda t: t.split("\n[store]\n")[0] + store_section(
             substituters=[registry.url], trusted_keys=[secret.public]))
         shutil.rmtree(a.store)  # nothing of A is left to lean on
         started = time.monotonic()
@@ -95,7 +95,7 @@ def test_closure_from_the_registry_boots(realstack_env: RealStack, tmp_path: Pat
 
         # a second VM on the same image: only its own few entries are new to the registry
         b.edit(lambda t: t.split("\n[store]\n")[0] + '\n[[vms]]\nname = "second"\n'
-               + _store_section(secret_key_file=str(tmp_path / "secret"),
+               + store_section(secret_key_file=str(tmp_path / "secret"),
                                 push_to=registry.url, substituters=[registry.url],
                                 trusted_keys=[secret.public]))
         in_netns(b, "build", "second")

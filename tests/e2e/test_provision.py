@@ -18,6 +18,7 @@ import pytest
 
 from aivm.run import Cmd, run
 from tests.e2e.aivm_user import AivmUser, debian_user
+from tests.e2e.aptrepo import flat_repo
 from tests.e2e.harness import RealStack
 from tests.e2e.netns import stop_pid
 from tests.recipes.test_provision_fence import start_http
@@ -35,13 +36,7 @@ SEEN: dict[str, str] = {}
 @pytest.fixture(scope="module")
 def mirror(realstack: RealStack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A flat apt repository of real .deb files on 127.0.0.1:PORT inside the stack's namespace."""
-    repo = tmp_path_factory.mktemp("apt-repo")
-    run(Cmd.of("sh", "-c", f"cd {repo} && apt-get download {' '.join(PACKAGES)}",
-               meaning="download the test packages from the host's configured mirror"),
-        timeout=300)
-    packages = run(Cmd.of("sh", "-c", f"cd {repo} && dpkg-scanpackages -m . /dev/null",
-                          meaning="index the test repository")).stdout
-    (repo / "Packages").write_text(packages)
+    repo = flat_repo(tmp_path_factory.mktemp("apt-repo"), PACKAGES)
     pid = start_http(realstack.netns, repo, realstack.work / "apt-mirror.log")
     try:
         yield f"deb [trusted=yes] http://127.0.0.1:{PORT}/ ./"
