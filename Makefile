@@ -18,16 +18,17 @@ $(STAMP): pyproject.toml scripts/deps.sh
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-# Lint and types, then every test, the real-stack ones included (they need root:
-# libvirtd, QEMU, netns).
+# Lint and types, then every test: the fast ones on every core, then the real-stack ones
+# (they need root: libvirtd, QEMU, netns), one module at a time.
 test: install
 	$(VENV)/bin/ruff check aivm tests bench demo
 	$(VENV)/bin/mypy --strict aivm
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n auto -m "not realstack and not slow"
+	$(PY) -m pytest -q -p no:cacheprovider -m "realstack or slow"
 
 # Fast tests only: no daemon, no guest.
 unit: install
-	$(PY) -m pytest -q -m "not realstack and not slow"
+	$(PY) -m pytest -q -n auto -m "not realstack and not slow"
 
 lint: install
 	$(VENV)/bin/ruff check aivm tests bench demo
