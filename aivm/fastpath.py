@@ -29,7 +29,6 @@ from typing import Any
 RECORD_VERSION = 1
 ENV_PREFIXES = ("AIVM_", "XDG_")
 ENV_NAMES = ("HOME", "PATH", "LIBVIRT_DEFAULT_URI")
-VIRTIOFSD = ("/usr/libexec/virtiofsd", "/usr/lib/qemu/virtiofsd")  # aivm/host/facts.py
 UNSTATTABLE = ("/proc/", "/sys/", "/dev/")
 MAX_RECORDS = 32
 WRITES = ("open", "os.remove", "os.rename", "os.replace", "os.mkdir", "os.rmdir",
@@ -171,6 +170,7 @@ class Recorder:
         from pathlib import Path
 
         from aivm import fsutil
+        from aivm.host.facts import VIRTIOFSD
 
         modules = [m.__file__ for name, m in list(sys.modules.items())
                    if name.split(".")[0] == "aivm" and getattr(m, "__file__", None)]

@@ -13,11 +13,11 @@ import json
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 from aivm.cache import sign
+from bench.timing import timed
 from tests.cache import registry as reg
 from tests.e2e.aivm_user import AivmUser, debian_user
 from tests.e2e.harness import RealStack
@@ -35,11 +35,11 @@ def cold_vs_substituted(stack: RealStack) -> dict[str, Any]:
         a = debian_user(stack, WORK / "a", WORK / "store-a")
         a.edit(lambda t: t + store_section(secret_key_file=str(WORK / "secret"),
                                            push_to=registry.url))
-        cold = _timed(lambda: a.run("build"))
+        cold = timed(lambda: a.run("build"))
         first = _pushed_bytes(_in_netns(a, "store", "push"))
         b = _user_b(stack, a, registry.url, secret.public)
         report: dict[str, Any] = {}
-        substituted = _timed(lambda: report.update(json.loads(_in_netns(b, "build", "--json"))))
+        substituted = timed(lambda: report.update(json.loads(_in_netns(b, "build", "--json"))))
         b.edit(lambda t: t.split("\n[store]\n")[0] + '\n[[vms]]\nname = "second"\n' + store_section(
             secret_key_file=str(WORK / "secret"), push_to=registry.url,
             substituters=[registry.url], trusted_keys=[secret.public]))
@@ -67,9 +67,3 @@ def _in_netns(user: AivmUser, *args: str) -> str:
 def _pushed_bytes(out: str) -> int:
     match = re.search(r"\((\d+) bytes\)", out)
     return int(match.group(1)) if match else 0
-
-
-def _timed(step: Any) -> float:
-    started = time.monotonic()
-    step()
-    return time.monotonic() - started

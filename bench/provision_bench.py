@@ -15,10 +15,10 @@ the comparison is about the layer alone, both to ready:
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
+from bench.timing import timed
 from tests.e2e.aivm_user import AivmUser, debian_user
 from tests.e2e.aptrepo import flat_repo
 from tests.e2e.harness import RealStack
@@ -64,7 +64,7 @@ def _with_layer(user: AivmUser, source: str) -> float:
                             f'apt_sources = ["{source}"]\n'.replace("'", '"'))
     user.set_vm_key("image", '"tools"')
     user.json("up", "--yes")                 # builds the layer (one builder boot) and boots
-    took = _timed(lambda: user.json("up", "--recreate", "--yes"))
+    took = timed(lambda: user.json("up", "--recreate", "--yes"))
     assert "Hello, world!" in user.ssh(VM, "hello").stdout, "the layer lacks its packages"
     return took
 
@@ -79,12 +79,6 @@ def _without_layer(user: AivmUser, repo: Path) -> float:
         names = " ".join(f"/tmp/{Path(d).name}" for d in debs)
         user.ssh(VM, f"sudo apt-get install -y -q {names}")
 
-    took = _timed(recreate_and_install)
+    took = timed(recreate_and_install)
     user.run("destroy", VM, "--yes")
     return took
-
-
-def _timed(step: Any) -> float:
-    started = time.monotonic()
-    step()
-    return time.monotonic() - started

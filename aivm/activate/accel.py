@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from aivm import fsutil
 from aivm.config.schema import Accel
 from aivm.host.facts import ACCEL_CACHE_VERSION as CACHE_VERSION
 from aivm.host.facts import BOOT_ID, read_accel_cache
@@ -187,8 +188,6 @@ def _write_cache(cache: Path, boot: str, choice: AccelChoice) -> None:
             "reason": choice.reason}
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        tmp.replace(cache)
+        fsutil.atomic_write(cache, json.dumps(data, indent=1) + "\n", durable=False)
     except OSError:
         pass  # an unwritable state dir only costs a re-probe next time

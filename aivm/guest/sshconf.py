@@ -22,7 +22,7 @@ import re
 import shlex
 from pathlib import Path
 
-from aivm import paths
+from aivm import fsutil, paths
 from aivm.activate.plan import Action, Effect, Privilege, Step
 from aivm.guest import ssh
 
@@ -122,10 +122,7 @@ def record(target: ssh.Target) -> None:
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.chmod(0o600)
-    tmp.replace(path)
+    fsutil.atomic_write(path, text, mode=0o600)
 
 
 def include_line() -> str:

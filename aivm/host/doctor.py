@@ -20,12 +20,12 @@ from aivm.config import init
 from aivm.config.schema import Accel, Config, ImageSource, Network
 from aivm.errors import AivmError, ConfigError
 from aivm.host import deps
+from aivm.host.facts import VIRTIOFSD
 
 GIB = 2**30
 FAIL_BELOW_GIB = 2
 WARN_BELOW_GIB = 10
 SBIN = ("/usr/sbin", "/sbin")
-VIRTIOFSD = (Path("/usr/lib/qemu/virtiofsd"), Path("/usr/libexec/virtiofsd"))
 
 
 class Level(StrEnum):
@@ -223,7 +223,7 @@ def _needs_debootstrap(cfg: Config | None) -> bool:
 
 
 def virtiofsd_check(p: Probes) -> Check:
-    found = next((str(f) for f in VIRTIOFSD if p.is_file(f)), None) or p.which("virtiofsd")
+    found = next((f for f in VIRTIOFSD if p.is_file(Path(f))), None) or p.which("virtiofsd")
     if found:
         return Check("virtiofsd", Level.PASS, f"{found} (shares folders with guests)")
     return Check("virtiofsd", Level.FAIL, "not found (shares folders with guests)",

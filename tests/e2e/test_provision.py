@@ -1,7 +1,8 @@
 """A provision node on the real stack: packages from a local apt repository (real .deb files
 served on the test namespace's loopback, reachable by the builder only because its
 apt_sources declare it), one shell step writing a marker; then a VM on the node, and a
-re-create that installs nothing. Boots: the builder, the VM, then its re-creation beside a second VM on the node.
+re-create that installs nothing. Boots: the builder, the VM, then its re-creation beside
+a second VM on the node.
 
 Every daemon, the mirror, the builder's QEMU and every packet to a guest stay inside the
 stack's network namespace (tests/e2e/harness.py; AIVM_NETNS runs the builder there).
