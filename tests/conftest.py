@@ -4,42 +4,71 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 
+def shared_store_path() -> tuple[Path, bool]:
+    """The run's store and whether the run owns it (removes it at its end). Under xdist
+    every worker of a run gets the same one (keyed by the run's id, not a worker's pid):
+    concurrent builds of one key wait on its lock, so the image is still built once."""
+    keep = os.environ.get("AIVM_TEST_STORE")
+    if keep:
+        return Path(keep), False
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+    return Path(f"/var/tmp/aivm-test-store-{run}"), True
+
+
 @pytest.fixture(scope="session")
-def shared_store() -> Iterator[Path]:
+def shared_store() -> Path:
     """One store for the whole run, so the Debian guest image (about a minute) is built once.
 
     It lives under /var/tmp, not pytest's 0700 tmp dir, because QEMU (as libvirt-qemu)
     must be able to enter it. `AIVM_TEST_STORE` reuses a store across runs (for development).
+    The process that ran the session removes it (pytest_sessionfinish): with xdist, that is
+    the controller, after every worker is done with it.
     """
-    keep = os.environ.get("AIVM_TEST_STORE")
-    root = Path(keep) if keep else Path(f"/var/tmp/aivm-test-store-{os.getpid()}")
+    root, _owned = shared_store_path()
     root.parent.mkdir(parents=True, exist_ok=True)
-    yield root
-    if not keep and root.exists():
+    return root
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):   # an xdist worker: others may still use it
+        return
+    root, owned = shared_store_path()
+    if owned and root.exists():
         from aivm.graph.store import remove_tree
 
         remove_tree(root)
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.hookimpl(tryfirst=True)   # before xdist's, which reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the modules marked `shared_boot` back to back, where the first of them would
     run, lowest mark argument first (test_booted_state.py, 0: its first `up` must boot and
-    save): they restore one booted state (tests/e2e/aivm_user.py SharedBoot), and a module
-    in between that runs `aivm gc` on the shared store would delete it. Within a module,
-    and for every other module, pytest's order is kept."""
+    save): they restore one booted state (tests/e2e/aivm_user.py SharedBoot). Within a
+    module, and for every other module, pytest's order is kept.
+
+    For `make test`'s `--dist loadgroup` (real-stack modules two at a time), each slow
+    module is one xdist group (its module-scoped stack and VM stay in one worker) and the
+    `shared_boot` modules are one group together, in the order above. No module runs
+    `aivm gc --yes` on the shared store (those that collect have private stores), so one
+    module never deletes what another is using."""
     def rank(item: pytest.Item) -> int | None:
         mark = item.get_closest_marker("shared_boot")
         return None if mark is None else int(mark.args[0] if mark.args else 1)
 
     items[:] = grouped(items, rank)
+    for item in items:
+        if rank(item) is not None:
+            item.add_marker(pytest.mark.xdist_group("shared_boot"))
+        elif item.get_closest_marker("realstack") or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 T = TypeVar("T")

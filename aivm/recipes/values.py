@@ -191,11 +191,13 @@ def abs_path(value: Any, what: str = "path") -> str:
 
 
 def host_path(value: Any, what: str = "path") -> str:
-    """A host path from the config: absolute or starting with ~, one line of text."""
-    if (not isinstance(value, str) or not value.startswith(("/", "~")) or len(value) > 4096
-            or _CONTROL.search(value)):
+    """A host path from the config: absolute, `~` or `~/...`, one line of text. Not
+    `~name/...`: another account's home may not exist here, and expanding it then fails
+    at activation instead of here."""
+    if (not isinstance(value, str) or not (value == "~" or value.startswith(("/", "~/")))
+            or len(value) > 4096 or _CONTROL.search(value)):
         raise invalid(what, value, "an absolute path (or ~/...) on one line, without control "
-                      "characters")
+                      "characters", hint="write another account's home as an absolute path")
     return value
 
 

@@ -127,6 +127,19 @@ def test_hostile_ssh_key_paths_are_refused(key: str, value: str) -> None:
     assert f"invalid {key}" in err.message, err.message
 
 
+@pytest.mark.parametrize("value", ["~0", "~nobody-here/.ssh/id", "~root/.ssh/id"])
+def test_another_accounts_home_is_refused(value: str) -> None:
+    """Found by test_lint_build_parity: `~0` passed lint, and expanding it raised
+    RuntimeError (no such user) in `aivm up`."""
+    err = refused(f'[[vms]]\nname = "a"\nssh_privkey = "{value}"\n')
+    assert "invalid ssh_privkey" in err.message and "absolute path" in err.hint, err
+
+
+def test_home_relative_key_paths_are_fine() -> None:
+    vm = load.loads('[[vms]]\nname = "a"\nssh_privkey = "~/.ssh/id"\n').vms[0]
+    assert vm.ssh_privkey == "~/.ssh/id"
+
+
 def test_a_key_path_with_spaces_is_fine() -> None:
     vm = load.loads('[[vms]]\nname = "a"\nssh_privkey = "/home/me/my keys/id"\n').vms[0]
     assert vm.ssh_privkey == "/home/me/my keys/id"

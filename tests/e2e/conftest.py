@@ -9,6 +9,8 @@ smoke test) make their own and request `realstack_host` for the skip check only.
 When a test fails, the tails of every live stack's console and QEMU logs are
 attached to its report.
 
+`private_store` is a module's own store, for the modules that run `aivm gc --yes`.
+
 `shared_boot` is the run's one ssh key pair and state folder for the modules that share
 one booted state (tests/e2e/aivm_user.py SharedBoot; marked `shared_boot`, run back to
 back by tests/conftest.py).
@@ -43,6 +45,21 @@ def shared_boot(realstack_host: None) -> Iterator[SharedBoot]:
     shared = SharedBoot.create(Path(f"/var/tmp/aivm-shared-boot-{os.getpid()}"))
     yield shared
     shutil.rmtree(shared.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def private_store(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A store of the module's own, for a module that runs `aivm gc --yes`: collecting the
+    shared store would delete what a module running beside it (make test runs two at a
+    time) built and has not rooted yet. Under /var/tmp: QEMU enters it. Seed it with
+    tests/e2e/aivm_user.py seed_image."""
+    root = Path(f"/var/tmp/aivm-store-{os.getpid()}-{request.module.__name__.split('.')[-1]}")
+    yield root
+    if root.exists():
+        from aivm.graph.store import remove_tree
+
+        remove_tree(root)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

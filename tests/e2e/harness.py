@@ -330,10 +330,15 @@ class RealStack:
         tmp = self.caps_cache.with_name(f"{self.caps_cache.name}.{os.getpid()}.new")
         stale = self.caps_cache.with_name(f"{self.caps_cache.name}.{os.getpid()}.old")
         shutil.copytree(probed, tmp)
-        with contextlib.suppress(FileNotFoundError):
-            self.caps_cache.rename(stale)
-        tmp.rename(self.caps_cache)
-        shutil.rmtree(stale, ignore_errors=True)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.caps_cache.rename(stale)
+            tmp.rename(self.caps_cache)
+        except OSError:   # a stack in another process saved its probe first: keep that one
+            pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(stale, ignore_errors=True)
 
     def _remove_work(self) -> None:
         if not self.keep_work and self.work.exists():

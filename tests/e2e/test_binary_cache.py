@@ -28,7 +28,7 @@ import pytest
 from aivm.cache import sign
 from aivm.graph.store import Store
 from tests.cache import registry as reg
-from tests.e2e.aivm_user import AIVM, AivmUser, debian_user
+from tests.e2e.aivm_user import AIVM, AivmUser, debian_user, seed_image
 from tests.e2e.harness import RealStack
 
 pytestmark = [pytest.mark.realstack, pytest.mark.slow,
@@ -51,15 +51,6 @@ def store_section(**values: object) -> str:
 
 def _no_booted_state(text: str) -> str:
     return text.replace("[behavior]\n", "[behavior]\nrestore_snapshots = false\n", 1)
-
-
-def seed_image(user: AivmUser, shared_store: Path) -> None:
-    """The run's Debian image entry (built in the shared store when it is not there yet)
-    copied into the user's empty store: an entry is a self-contained directory."""
-    image = Path(AivmUser(user.stack, user.home, shared_store).json("build")["nodes"][
-        "image.debian"]["path"])
-    user.store.mkdir()
-    subprocess.run(["cp", "-a", "--reflink=auto", str(image), str(user.store)], check=True)
 
 
 def test_closure_from_the_registry_boots(realstack_env: RealStack, shared_store: Path,

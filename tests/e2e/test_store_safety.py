@@ -21,7 +21,7 @@ import pytest
 from aivm.activate import disk
 from aivm.activate.approve import Approver
 from aivm.graph.store import MANIFEST, Store
-from tests.e2e.aivm_user import AIVM, AivmUser, debian_user
+from tests.e2e.aivm_user import AIVM, AivmUser, debian_user, seed_image
 from tests.e2e.harness import RealStack
 
 pytestmark = [pytest.mark.realstack, pytest.mark.slow]
@@ -30,8 +30,11 @@ VM = "aivm-2404"
 
 
 @pytest.fixture(scope="module")
-def user(realstack: RealStack, shared_store: Path, tmp_path_factory) -> Iterator[AivmUser]:
-    person = debian_user(realstack, tmp_path_factory.mktemp("home"), shared_store)
+def user(realstack: RealStack, shared_store: Path, private_store: Path,
+         tmp_path_factory) -> Iterator[AivmUser]:
+    # a store of its own: the test collects it (the run's image copied in)
+    person = debian_user(realstack, tmp_path_factory.mktemp("home"), private_store)
+    seed_image(person, shared_store)
     person.set_vm_key("memory_mib", "1000")  # a domain entry of its own: built by this test
     yield person
     person.run("destroy", VM, "--yes", check=False)
