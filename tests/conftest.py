@@ -47,28 +47,16 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.hookimpl(tryfirst=True)   # before xdist's, which reads the xdist_group marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the modules marked `shared_boot` back to back, where the first of them would
     run, lowest mark argument first (test_booted_state.py, 0: its first `up` must boot and
     save): they restore one booted state (tests/e2e/aivm_user.py SharedBoot). Within a
-    module, and for every other module, pytest's order is kept.
-
-    For `make test`'s `--dist loadgroup` (real-stack modules two at a time), each slow
-    module is one xdist group (its module-scoped stack and VM stay in one worker) and the
-    `shared_boot` modules are one group together, in the order above. No module runs
-    `aivm gc --yes` on the shared store (those that collect have private stores), so one
-    module never deletes what another is using."""
+    module, and for every other module, pytest's order is kept."""
     def rank(item: pytest.Item) -> int | None:
         mark = item.get_closest_marker("shared_boot")
         return None if mark is None else int(mark.args[0] if mark.args else 1)
 
     items[:] = grouped(items, rank)
-    for item in items:
-        if rank(item) is not None:
-            item.add_marker(pytest.mark.xdist_group("shared_boot"))
-        elif item.get_closest_marker("realstack") or item.get_closest_marker("slow"):
-            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::", 1)[0]))
 
 
 T = TypeVar("T")

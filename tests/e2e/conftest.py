@@ -50,8 +50,8 @@ def shared_boot(realstack_host: None) -> Iterator[SharedBoot]:
 @pytest.fixture(scope="module")
 def private_store(request: pytest.FixtureRequest) -> Iterator[Path]:
     """A store of the module's own, for a module that runs `aivm gc --yes`: collecting the
-    shared store would delete what a module running beside it (make test runs two at a
-    time) built and has not rooted yet. Under /var/tmp: QEMU enters it. Seed it with
+    shared store would delete what other modules left unrooted for later (the shared
+    booted state, a cached layer). Under /var/tmp: QEMU enters it. Seed it with
     tests/e2e/aivm_user.py seed_image."""
     root = Path(f"/var/tmp/aivm-store-{os.getpid()}-{request.module.__name__.split('.')[-1]}")
     yield root
