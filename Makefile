@@ -19,12 +19,15 @@ $(STAMP): pyproject.toml scripts/deps.sh
 	touch $(STAMP)
 
 # Lint and types, then every test: the fast ones on every core, then the real-stack ones
-# (they need root: libvirtd, QEMU, netns), one module at a time, each on its own stack.
+# (they need root: libvirtd, QEMU, netns), REALSTACK_JOBS modules at a time, each on its
+# own stack (an emulated guest keeps one core busy; tests/conftest.py schedules them).
+REALSTACK_JOBS ?= 2
 test: install
 	$(VENV)/bin/ruff check aivm tests bench demo
 	$(VENV)/bin/mypy --strict aivm
 	$(PY) -m pytest -q -p no:cacheprovider -n auto -m "not realstack and not slow"
-	$(PY) -m pytest -q -p no:cacheprovider -m "realstack or slow"
+	$(PY) -m pytest -q -p no:cacheprovider -m "realstack or slow" \
+	    -n $(REALSTACK_JOBS) --dist loadscope --no-loadscope-reorder
 
 # Fast tests only: no daemon, no guest.
 unit: install

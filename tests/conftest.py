@@ -47,6 +47,11 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+# the modules marked `shared_boot` (checked at collection): one xdist scope together
+SHARED_BOOT = ("tests/e2e/test_booted_state.py", "tests/e2e/test_workplace.py",
+               "tests/e2e/test_workplace2.py")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Run the modules marked `shared_boot` back to back, where the first of them would
     run, lowest mark argument first (test_booted_state.py, 0: its first `up` must boot and
@@ -57,6 +62,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return None if mark is None else int(mark.args[0] if mark.args else 1)
 
     items[:] = grouped(items, rank)
+    marked = {item.nodeid.split("::", 1)[0] for item in items if rank(item) is not None}
+    if marked - set(SHARED_BOOT):
+        raise pytest.UsageError(f"add {sorted(marked - set(SHARED_BOOT))} to SHARED_BOOT in "
+                                "tests/conftest.py (make test keeps them in one worker)")
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """make test's real-stack run (`--dist loadscope`): whole modules to a worker (their
+    stack, VM and module fixtures are the worker's), the `shared_boot` modules together
+    as one unit, in the order above. (`--dist loadgroup` with xdist_group marks does not
+    group under pytest 9 here: it spread a module's tests over both workers.)"""
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "shared_boot" if module in SHARED_BOOT else module
+
+    return ModuleScheduling(config, log)
 
 
 T = TypeVar("T")

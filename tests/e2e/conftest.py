@@ -9,7 +9,7 @@ smoke test) make their own and request `realstack_host` for the skip check only.
 When a test fails, the tails of every live stack's console and QEMU logs are
 attached to its report.
 
-`private_store` is a module's own store, for the modules that run `aivm gc --yes`.
+`private_store` is a module's own store (every module but the `shared_boot` ones).
 
 `shared_boot` is the run's one ssh key pair and state folder for the modules that share
 one booted state (tests/e2e/aivm_user.py SharedBoot; marked `shared_boot`, run back to
@@ -49,10 +49,12 @@ def shared_boot(realstack_host: None) -> Iterator[SharedBoot]:
 
 @pytest.fixture(scope="module")
 def private_store(request: pytest.FixtureRequest) -> Iterator[Path]:
-    """A store of the module's own, for a module that runs `aivm gc --yes`: collecting the
-    shared store would delete what other modules left unrooted for later (the shared
-    booted state, a cached layer). Under /var/tmp: QEMU enters it. Seed it with
-    tests/e2e/aivm_user.py seed_image."""
+    """A store of the module's own, for every module whose VM is not the run's shared one.
+    A store's gc roots are per VM name, so two modules side by side (make test runs two at
+    a time) with a VM of one name on one store would replace each other's roots; and
+    collecting the run's store would delete what other modules left unrooted for later
+    (the shared booted state, between the `shared_boot` modules). Under /var/tmp: QEMU
+    enters it. Seed it with tests/e2e/aivm_user.py seed_image (the run's image)."""
     root = Path(f"/var/tmp/aivm-store-{os.getpid()}-{request.module.__name__.split('.')[-1]}")
     yield root
     if root.exists():

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.aivm_user import AivmUser, debian_user
+from tests.e2e.aivm_user import AivmUser, debian_user, seed_image
 from tests.e2e.harness import RealStack
 from tests.e2e.netns import netns_add, netns_delete, ns_exec, ns_pids, stop_pid, wait_until
 
@@ -109,9 +109,10 @@ def inet(realstack: RealStack) -> Iterator[Internet]:
 
 
 @pytest.fixture(scope="module")
-def user(realstack: RealStack, shared_store: Path, tmp_path_factory,
+def user(realstack: RealStack, shared_store: Path, private_store: Path, tmp_path_factory,
          inet: Internet) -> Iterator[AivmUser]:
-    person = debian_user(realstack, tmp_path_factory.mktemp("home"), shared_store)
+    person = debian_user(realstack, tmp_path_factory.mktemp("home"), private_store)
+    seed_image(person, shared_store)
     person.edit(lambda t: t.replace("[networks.firewall]\n", (
         "# the agent may reach these and nothing else\n"
         "[networks.egress]\n"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from aivm.run import Cmd, run
-from tests.e2e.aivm_user import AivmUser, debian_user
+from tests.e2e.aivm_user import AivmUser, debian_user, seed_image
 from tests.e2e.aptrepo import flat_repo
 from tests.e2e.harness import RealStack
 from tests.e2e.netns import stop_pid
@@ -46,9 +46,10 @@ def mirror(realstack: RealStack, tmp_path_factory: pytest.TempPathFactory) -> It
 
 
 @pytest.fixture(scope="module")
-def user(realstack: RealStack, shared_store: Path, mirror: str,
+def user(realstack: RealStack, shared_store: Path, private_store: Path, mirror: str,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[AivmUser]:
-    person = debian_user(realstack, tmp_path_factory.mktemp("home"), shared_store)
+    person = debian_user(realstack, tmp_path_factory.mktemp("home"), private_store)
+    seed_image(person, shared_store)
     person.set_vm_key("image", '"tools"')
     # re-creation must boot a fresh disk on the layer here (what provisioning is for): a
     # booted-state restore would bring back the first boot's disk, host keys included

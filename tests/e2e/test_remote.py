@@ -22,7 +22,7 @@ import pytest
 
 from aivm.activate.disk import backing_of
 from aivm.graph.store import Store
-from tests.e2e.aivm_user import AIVM, AivmUser, debian_user
+from tests.e2e.aivm_user import AIVM, AivmUser, debian_user, seed_image
 from tests.e2e.netns import netns_add, netns_delete, ns_pids, stop_pid
 from tests.e2e.remotehost import SSHD, RemoteHost, remote_host
 
@@ -64,7 +64,7 @@ class Laptop:
 
 
 @pytest.fixture(scope="module")
-def laptop(realstack, shared_store: Path):
+def laptop(realstack, shared_store: Path, private_store: Path):
     client = f"{realstack.netns}-cl"
     work = Path(f"/var/tmp/aivm-remote-{os.getpid()}")
     work.mkdir(mode=0o755)
@@ -72,7 +72,8 @@ def laptop(realstack, shared_store: Path):
     netns_add(client)
     try:
         with remote_host(client, work, server_netns=realstack.netns) as host:
-            user = debian_user(realstack, work / "home", shared_store)
+            user = debian_user(realstack, work / "home", private_store)
+            seed_image(user, shared_store)
             user.set_vm_key("host", json.dumps(host.destination))
             laptop = Laptop(user, client, host, work)
             laptop.run("build")  # built here, on the laptop, with the host's facts
