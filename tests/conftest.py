@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -40,11 +39,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if hasattr(session.config, "workerinput"):   # an xdist worker: others may still use it
         return
     root, owned = shared_store_path()
-    if owned and root.exists():
+    if owned:
         from aivm.graph.store import remove_tree
 
         remove_tree(root)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 # the modules marked `shared_boot` (checked at collection): one xdist scope together

@@ -162,8 +162,7 @@ def debian_user(stack: RealStack, home: Path, store: Path, *, memory_mib: int = 
 def seed_image(user: AivmUser, shared_store: Path) -> None:
     """The run's Debian image entry (built in the shared store when it is not there yet)
     copied into the user's own store: an entry is a self-contained directory, so a module
-    with a private store (one that runs `aivm gc --yes`, or times its own builds) builds
-    no image of its own."""
+    with a private store (tests/e2e/conftest.py private_store) builds no image of its own."""
     image = Path(AivmUser(user.stack, user.home, shared_store).json("build")["nodes"][
         "image.debian"]["path"])
     user.store.mkdir(parents=True, exist_ok=True)

@@ -57,11 +57,9 @@ def private_store(request: pytest.FixtureRequest) -> Iterator[Path]:
     enters it. Seed it with tests/e2e/aivm_user.py seed_image (the run's image)."""
     root = Path(f"/var/tmp/aivm-store-{os.getpid()}-{request.module.__name__.split('.')[-1]}")
     yield root
-    if root.exists():
-        from aivm.graph.store import remove_tree
+    from aivm.graph.store import remove_tree
 
-        remove_tree(root)
-        shutil.rmtree(root, ignore_errors=True)
+    remove_tree(root)
 
 
 @pytest.fixture(scope="module")

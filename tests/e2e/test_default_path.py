@@ -21,7 +21,6 @@ import hashlib
 import http.server
 import os
 import re
-import shutil
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -155,9 +154,7 @@ def user(realstack: RealStack, server: ImageServer,
     yield person
     person.run("destroy", VM, "--yes", check=False)
     print("\n".join(person.log))
-    if store.exists():
-        remove_tree(store)
-        shutil.rmtree(store, ignore_errors=True)
+    remove_tree(store)
 
 
 def set_image_key(user: AivmUser, key: str, value: str) -> None:
