@@ -9,16 +9,23 @@ from typing import TypeVar
 
 import pytest
 
+RUN_STORE = "AIVM_TEST_RUN_STORE"   # set by the run's first process, inherited by xdist's
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The process that runs the session names its store before xdist starts workers
+    (they inherit the environment), so every worker of a run uses the same one."""
+    if not hasattr(config, "workerinput"):
+        os.environ.setdefault(RUN_STORE, f"/var/tmp/aivm-test-store-{os.getpid()}")
+
 
 def shared_store_path() -> tuple[Path, bool]:
-    """The run's store and whether the run owns it (removes it at its end). Under xdist
-    every worker of a run gets the same one (keyed by the run's id, not a worker's pid):
-    concurrent builds of one key wait on its lock, so the image is still built once."""
+    """The run's store and whether the run owns it (removes it at its end): concurrent
+    builds of one key in it wait on the key's lock, so the image is still built once."""
     keep = os.environ.get("AIVM_TEST_STORE")
     if keep:
         return Path(keep), False
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
-    return Path(f"/var/tmp/aivm-test-store-{run}"), True
+    return Path(os.environ[RUN_STORE]), True
 
 
 @pytest.fixture(scope="session")
